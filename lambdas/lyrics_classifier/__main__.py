@@ -1,0 +1,5 @@
+import sys
+
+from lyrics_classifier.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""The `lyrics-classifier` command. Each area registers its own subcommands, imported lazily
+so that `predict` never pays for moto and `run` never imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand area -> module that defines `register(subparsers)`
+_AREAS = (
+    "lyrics_classifier.modelbuild.commands",  # build-model, train
+    "lyrics_classifier.predict",  # predict
+    "lyrics_classifier.local",  # run
+    "lyrics_classifier.deployed",  # submit, status
+)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lyrics-classifier",
+        description="Classify song lyrics in bulk, locally or on AWS Step Functions.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in _AREAS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
