@@ -1,0 +1,43 @@
+"""Classify: one chunk -> one part, through the ONNX classifier (loaded once per container)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..runtime import Classifier, threads_for_environment
+from ..workflow import classify_chunk
+from ._aws import logger, s3_client
+
+DEFAULT_MODEL_DIR = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), "model")
+
+
+@functools.cache
+def classifier(model_dir: str, threads: int) -> Classifier:
+    return Classifier.load(model_dir, threads=threads)
+
+
+def current_classifier() -> Classifier:
+    # INTRA_OP_THREADS lets the local runner share the cores between parallel chunks;
+    # on Lambda the memory size decides (1 vCPU per 1,769 MB).
+    threads = int(os.environ.get("INTRA_OP_THREADS") or 0) or threads_for_environment()
+    return classifier(os.environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR, threads)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """event: {"run_id", "bucket", "text_column_index", "chunk": {"index", "rows", "first_line"}}"""
+    logger.append_keys(run_id=event["run_id"], chunk=event["chunk"]["index"])
+    result = classify_chunk(
+        s3_client(),
+        current_classifier(),
+        bucket=event["bucket"],
+        run_id=event["run_id"],
+        index=event["chunk"]["index"],
+        text_column_index=event["text_column_index"],
+    )
+    logger.info("chunk classified", extra=result)
+    return result
