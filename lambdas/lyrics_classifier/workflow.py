@@ -225,7 +225,8 @@ def _write_chunks(
         index = len(items)
         body = "".join(record.raw + "\n" for record in pending).encode("utf-8")
         s3.put_object(Bucket=bucket, Key=chunk_key(run_id, index), Body=body)
-        items.append({"index": index, "rows": len(pending), "first_line": pending[0].line})
+        first_line = pending[0].line if pending else header.line + 1
+        items.append({"index": index, "rows": len(pending), "first_line": first_line})
         pending.clear()
 
     for record in records:
@@ -238,7 +239,9 @@ def _write_chunks(
         rows += 1
         if len(pending) == chunk_rows:
             flush()
-    if pending:
+    if pending or not items:
+        # A header-only file still gets one (empty) chunk, so Classify reports the model's
+        # labels and the output has the same columns as any other run.
         flush()
     return {
         "header": header.fields,

@@ -27,7 +27,7 @@ def current_classifier() -> Classifier:
     return classifier(os.environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR, threads)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: {"run_id", "bucket", "text_column_index", "chunk": {"index", "rows", "first_line"}}"""
     logger.append_keys(run_id=event["run_id"], chunk=event["chunk"]["index"])

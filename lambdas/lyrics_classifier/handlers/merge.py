@@ -14,7 +14,7 @@ from ._aws import logger, s3_client
 metrics = Metrics(namespace="LyricsClassifier")
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: the Split result ({"run_id", "bucket", ...})"""

@@ -10,7 +10,7 @@ from ..workflow import write_failure_report
 from ._aws import logger, output_bucket, s3_client
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: {"event": <the execution input>, "run_id", "failure": {"Error", "Cause"}}"""
     detail = event["event"]["detail"]

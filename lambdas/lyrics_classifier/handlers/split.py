@@ -11,7 +11,7 @@ from ..workflow import DEFAULT_CHUNK_ROWS, split_input
 from ._aws import logger, output_bucket, s3_client
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: {"event": <EventBridge "Object Created" event>, "run_id": <execution name>}"""
     detail = event["event"]["detail"]

@@ -1,0 +1,461 @@
+"""`lyrics-classifier run`: the deployed workflow, on this machine, with no AWS account.
+
+The ASL file that CDK deploys is executed by moto's Step Functions interpreter; S3 is moto's,
+in memory; every `lambda:invoke` the interpreter makes is answered in-process by the real
+handler, through a botocore `before-send` hook. Nothing here re-implements the orchestration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import unquote
+
+ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "workflow.asl.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+INPUT_BUCKET = "lyrics-input"
+OUTPUT_BUCKET = "lyrics-output"
+LOCAL_CHUNK_ROWS = 100  # small chunks: progress to watch and work for every core
+# Function name in the local ARNs -> module whose `handler` answers it.
+FUNCTIONS = {
+    "Split": "lyrics_classifier.handlers.split",
+    "Classify": "lyrics_classifier.handlers.classify",
+    "Merge": "lyrics_classifier.handlers.merge",
+    "ReportFailure": "lyrics_classifier.handlers.report_failure",
+}
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class RunFailed(Exception):
+    """The execution failed; the message is the failure report's readable reason."""
+
+    def __init__(self, reason: str, report: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.report = report
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def load_definition(max_concurrency: int, asl_path: Path = ASL_PATH) -> str:
+    """The ASL file with the same substitutions CDK makes, pointed at the local functions."""
+    if not asl_path.exists():
+        raise FileNotFoundError(f"state machine definition not found at {asl_path}")
+    text = asl_path.read_text(encoding="utf-8")
+    substitutions = {f"{name}FunctionArn": function_arn(name) for name in FUNCTIONS}
+    substitutions["MaxConcurrency"] = str(max_concurrency)
+    for name, value in substitutions.items():
+        text = text.replace("${%s}" % name, value)
+    json.loads(text)  # every placeholder substituted: the result must be JSON
+    return text
+
+
+@dataclass
+class LambdaContext:
+    """The fields of the Lambda runtime's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 2048
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return function_arn(self.function_name)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@dataclass
+class Progress:
+    """What the in-process functions have done so far; updated from the interpreter's threads."""
+
+    chunks_total: int | None = None
+    rows_total: int | None = None
+    chunks_done: int = 0
+    rows_done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, function: str, result: dict[str, Any]) -> None:
+        with self.lock:
+            if function == "Split":
+                self.chunks_total, self.rows_total = result["chunks"], result["rows"]
+            elif function == "Classify":
+                self.chunks_done += 1
+                self.rows_done += result["rows"]
+
+
+class LambdaRouter:
+    """The before-send hook: answers `lambda.Invoke` requests by calling the handler in-process,
+    with the response shapes the Lambda service uses (function errors included)."""
+
+    def __init__(self, handlers: dict[str, Handler], progress: Progress):
+        self.handlers = handlers
+        self.progress = progress
+
+    def __call__(self, request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        name = unquote(request.url.split("/functions/", 1)[1].split("/", 1)[0]).rsplit(":", 1)[-1]
+        payload = json.loads(request.body or b"{}")
+        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+        try:
+            result = self.handlers[name](payload, LambdaContext(function_name=name))
+        except Exception as exc:  # what the Lambda runtime reports for an unhandled exception
+            result = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        else:
+            self.progress.record(name, result)
+        body = json.dumps(result).encode("utf-8")
+        return AWSResponse(request.url, 200, headers, _RawBody(body))
+
+
+class _RawBody:
+    """The minimal urllib3-like body botocore reads a response from."""
+
+    def __init__(self, data: bytes):
+        self._stream = io.BytesIO(data)
+
+    def stream(self, amt: int = 65536, decode_content: bool = True) -> Iterator[bytes]:
+        while chunk := self._stream.read(amt):
+            yield chunk
+
+    def read(self, amt: int | None = None) -> bytes:
+        return self._stream.read(amt)
+
+
+def default_handlers() -> dict[str, Handler]:
+    return {name: importlib.import_module(module).handler for name, module in FUNCTIONS.items()}
+
+
+@contextlib.contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class RunResult:
+    status: str
+    execution_name: str
+    output_csv: Path | None
+    summary_path: Path | None
+    summary: dict[str, Any] | None
+    seconds: float
+    failure: dict[str, Any] | None = None
+
+
+def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
+    """(classified CSV, summary JSON, failure report) for an input; beside the input by default."""
+    stem = input_path.name[:-4] if input_path.name.lower().endswith(".csv") else input_path.name
+    csv_path = output or input_path.with_name(f"{stem}.classified.csv")
+    base = csv_path.name
+    for suffix in (".classified.csv", ".csv"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return csv_path, csv_path.with_name(f"{base}.summary.json"), csv_path.with_name(f"{base}.error.json")
+
+
+def run_workflow(
+    input_path: str | os.PathLike,
+    *,
+    output: str | os.PathLike | None = None,
+    model_dir: str | os.PathLike | None = None,
+    text_column: str | None = None,
+    chunk_rows: int = LOCAL_CHUNK_ROWS,
+    concurrency: int | None = None,
+    handlers: dict[str, Handler] | None = None,
+    on_progress: Callable[[Progress, float], None] | None = None,
+    poll_seconds: float = 0.2,
+) -> RunResult:
+    """Run the state machine on one CSV and write the classified CSV and summary beside it
+    (or to `output`). Raises RunFailed with the failure report's reason if the run fails."""
+    from .runtime import default_model_dir
+
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"{input_path}: no such file")
+    if chunk_rows < 1:
+        raise ValueError("--chunk-rows must be at least 1")
+    concurrency = concurrency or cpu_count()
+    if concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    environment = {
+        "AWS_DEFAULT_REGION": REGION,
+        "OUTPUT_BUCKET": OUTPUT_BUCKET,
+        "CHUNK_ROWS": str(chunk_rows),
+        "TEXT_COLUMN": text_column or "",
+        "MODEL_DIR": str(model_dir.resolve()),
+        # Parallel chunks share the cores: no more onnxruntime threads than cores in all.
+        "INTRA_OP_THREADS": str(max(1, cpu_count() // concurrency)),
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+    with patched_environ(environment):
+        return _execute(
+            input_path, csv_path, summary_path, error_path, concurrency,
+            handlers, on_progress, poll_seconds,
+        )
+
+
+def _execute(
+    input_path: Path,
+    csv_path: Path,
+    summary_path: Path,
+    error_path: Path,
+    concurrency: int,
+    handlers: dict[str, Handler] | None,
+    on_progress: Callable[[Progress, float], None] | None,
+    poll_seconds: float,
+) -> RunResult:
+    import boto3
+    from moto import mock_aws
+
+    from .workflow import failure_key, result_key, summary_key
+
+    handlers = handlers or default_handlers()
+    progress = Progress()
+    started = time.perf_counter()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        # moto swaps in a fresh default session on entry; the interpreter's Lambda client is
+        # built from it, so the hook goes on the session in force now.
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", LambdaRouter(handlers, progress))
+        s3 = boto3.client("s3", region_name=REGION)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        key = input_path.name
+        s3.upload_file(str(input_path), INPUT_BUCKET, key)
+        machine = sfn.create_state_machine(
+            name="lyrics-classifier",
+            definition=load_definition(concurrency),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/lyrics-classifier-local",
+        )["stateMachineArn"]
+        name = f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        execution = sfn.start_execution(
+            stateMachineArn=machine, name=name, input=json.dumps(object_created_event(INPUT_BUCKET, key))
+        )["executionArn"]
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            if on_progress:
+                on_progress(progress, time.perf_counter() - started)
+            time.sleep(poll_seconds)
+        if on_progress:
+            on_progress(progress, time.perf_counter() - started)
+        status = described["status"]
+        failed_items = _failed_map_items(sfn, execution)
+        if status == "SUCCEEDED" and failed_items:
+            # moto reports the Map as SUCCEEDED even when children failed (AWS would not);
+            # Merge refuses incomplete input, so this is a second line of defence.
+            status = "FAILED"
+        if status != "SUCCEEDED":
+            report = _read_json(s3, OUTPUT_BUCKET, failure_key(key))
+            reason = (report or {}).get("reason") or described.get("cause") or (
+                f"{failed_items} chunks failed to classify" if failed_items else f"execution {status}"
+            )
+            if report:
+                error_path.parent.mkdir(parents=True, exist_ok=True)
+                error_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            raise RunFailed(reason, report)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
+        summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
+        summary_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return RunResult(
+        status=status,
+        execution_name=name,
+        output_csv=csv_path,
+        summary_path=summary_path,
+        summary=summary,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def object_created_event(bucket: str, key: str) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a new object: what the deployed rule passes on."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key}, "reason": "PutObject"},
+    }
+
+
+def _failed_map_items(sfn: Any, execution_arn: str) -> int:
+    failed = 0
+    for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
+        counts = sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"]
+        failed += counts.get("failed", 0) + counts.get("timedOut", 0) + counts.get("aborted", 0)
+    return failed
+
+
+def _read_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="classify a CSV locally through the same Step Functions workflow (no AWS account)",
+        description=(
+            "Classify a CSV of lyrics on this machine by running the deployed workflow's state "
+            "machine (statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
+            "S3 in memory and the real Lambda handlers called in-process. Writes "
+            "<name>.classified.csv (every input row once, in order, original columns unchanged, "
+            "plus label, score, prob_<label>... and error) and <name>.summary.json beside the "
+            "input. On failure, writes <name>.error.json instead and exits with status 1."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("input", type=Path, help="CSV file with a header row and a lyrics column")
+    parser.add_argument("-o", "--output", type=Path, help="classified CSV to write (default: beside the input)")
+    parser.add_argument(
+        "--text-column",
+        help="column holding the lyrics (default: the first of lyrics, lyric, text; any case)",
+    )
+    parser.add_argument("--chunk-rows", type=int, default=LOCAL_CHUNK_ROWS, help="rows per chunk")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=cpu_count(),
+        help="chunks classified in parallel (the Map's MaxConcurrency); the cores are shared between them",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="model directory (default: $LYRICS_CLASSIFIER_MODEL or ./models/default)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the final summary")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' JSON logs")
+    parser.set_defaults(func=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from .cli import UserError
+
+    if not args.verbose:
+        logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "lyrics-classifier")).setLevel(logging.WARNING)
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        # Merge's metrics are disabled locally; Powertools still warns when a failed run adds none.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+    reporter = None if args.quiet else ProgressReporter(sys.stderr)
+    try:
+        result = run_workflow(
+            args.input,
+            output=args.output,
+            model_dir=args.model,
+            text_column=args.text_column,
+            chunk_rows=args.chunk_rows,
+            concurrency=args.concurrency,
+            on_progress=reporter,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    except RunFailed as exc:
+        if reporter:
+            reporter.finish()
+        print(f"error: {exc}", file=sys.stderr)
+        csv_path, _, error_path = output_paths(args.input, args.output)
+        if exc.report:
+            print(f"failure report: {error_path}", file=sys.stderr)
+        return 1
+    if reporter:
+        reporter.finish()
+    print(format_summary(result))
+    return 0
+
+
+class ProgressReporter:
+    """One line of progress, redrawn on a terminal and printed every few seconds otherwise."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_print = 0.0
+        self.last_line = ""
+
+    def __call__(self, progress: Progress, elapsed: float) -> None:
+        if progress.chunks_total is None:
+            line = f"splitting input ... {elapsed:5.1f}s"
+        else:
+            rate = progress.rows_done / elapsed if elapsed > 0 else 0.0
+            line = (
+                f"classified {progress.chunks_done}/{progress.chunks_total} chunks, "
+                f"{progress.rows_done:,}/{progress.rows_total:,} rows, {rate:,.0f} lyrics/s, {elapsed:5.1f}s"
+            )
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self.last_line)))
+            self.stream.flush()
+        elif line != self.last_line and (elapsed - self.last_print >= 5 or "chunks" in line and
+                                          progress.chunks_done == progress.chunks_total):
+            print(line, file=self.stream, flush=True)
+            self.last_print = elapsed
+        self.last_line = line
+
+    def finish(self) -> None:
+        if self.tty and self.last_line:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def format_summary(result: RunResult) -> str:
+    summary = result.summary or {}
+    rows = summary.get("rows_in", 0)
+    rate = rows / result.seconds if result.seconds else 0.0
+    lines = [
+        f"{rows:,} rows in {result.seconds:.1f}s ({rate:,.1f} lyrics/s): "
+        f"{summary.get('rows_classified', 0):,} classified, {summary.get('rows_rejected', 0):,} rejected",
+    ]
+    for reason, count in sorted(summary.get("rejected_by_reason", {}).items()):
+        lines.append(f"  rejected: {count:,} x {reason}")
+    counts = summary.get("label_counts", {})
+    if counts:
+        lines.append("  labels:   " + ", ".join(f"{label} {count:,}" for label, count in counts.items()))
+    lines.append(f"output:  {result.output_csv}")
+    lines.append(f"summary: {result.summary_path}")
+    return "\n".join(lines)
