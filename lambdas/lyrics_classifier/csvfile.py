@@ -161,5 +161,7 @@ def _quote_all(names: Sequence[str]) -> str:
 def format_row(values: Sequence[str]) -> str:
     """One CSV row (no terminator), quoted only where needed, as the csv module does."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
+    # The writer quotes fields holding characters of its line terminator, so it must be
+    # "\r\n" (not "") for fields with line breaks to be quoted; the terminator is cut off.
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2]
