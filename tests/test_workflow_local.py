@@ -1,0 +1,198 @@
+"""The whole workflow through the local runner: the ASL file in moto's Step Functions
+interpreter, moto S3, and the real handlers with the real default model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lyrics_classifier import local
+from lyrics_classifier.csvfile import iter_records
+from lyrics_classifier.handlers import classify
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(autouse=True)
+def _model(default_model_dir, monkeypatch):
+    monkeypatch.setenv("LYRICS_CLASSIFIER_MODEL", str(default_model_dir))
+
+
+def run(tmp_path: Path, data: bytes | str, name: str = "songs.csv", **options) -> local.RunResult:
+    path = tmp_path / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    options.setdefault("concurrency", 2)
+    return local.run_workflow(path, **options)
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+
+
+def test_sample_lyrics_end_to_end(tmp_path):
+    source = SAMPLES / "lyrics.csv"
+    target = tmp_path / "lyrics.csv"
+    target.write_bytes(source.read_bytes())
+    result = local.run_workflow(target, chunk_rows=50, concurrency=2)
+    assert result.output_csv == tmp_path / "lyrics.classified.csv"
+    assert result.summary_path == tmp_path / "lyrics.summary.json"
+    inputs = read_rows(target)
+    outputs = read_rows(result.output_csv)
+    assert len(outputs) == len(inputs)
+    width = len(inputs[0])
+    for original, row in zip(inputs[1:], outputs[1:]):
+        assert row[:width] == original
+        assert row[width] in ("rock", "pop", "hip hop", "country", "latin")
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["rows_in"] == len(inputs) - 1 == summary["rows_classified"]
+    assert summary["chunks"] == -(-summary["rows_in"] // 50)
+    assert set(summary["timings"]) >= {"split_seconds", "classify_seconds_sum", "merge_seconds"}
+
+
+BAD_INPUTS = {
+    # name: (file bytes, expected failure reason or None if it must succeed)
+    "empty file": (b"", "the file is empty"),
+    "no text column": (b"id,title\n1,x\n", "no lyrics column found: looked for 'lyrics', 'lyric', 'text'"),
+    "unbalanced quotes": (b'id,lyrics\n1,"never closed\n2,fine\n', "line 2: a quoted field is never closed"),
+    "binary named .csv": (bytes(range(256)) * 64, "looks binary"),
+    "more fields than header": (b"id,lyrics\n1,hello,extra\n", "line 2: 3 fields, but the header has 2"),
+    "header only": (b"id,lyrics\n", None),
+    "multi-line quoted lyrics": (b'id,lyrics\n1,"first line\nsecond line\r\nthird"\n', None),
+    "utf-8 BOM": ("\ufeffid,Lyrics\n1,la vida es una fiesta\n".encode("utf-8"), None),
+    "latin-1 bytes": ("id,lyrics\n1,mi corazón está bailando\n".encode("latin-1"), None),
+    "utf-16": ("id,lyrics\n1,corazón\n2,highway\n".encode("utf-16"), None),
+    "empty lyrics rows": (b'id,lyrics\n1,\n2,"   "\n3,real words here\n', None),
+    "duplicate ids": (b"id,lyrics\n1,one\n1,two\n", None),
+    "extra columns with commas quotes newlines": (
+        b'id,lyrics,note\n1,words,"a, ""b""\nc"\n', None
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_readably_or_accounts_for_every_row(tmp_path, case):
+    data, reason = BAD_INPUTS[case]
+    csv_path, summary_path, error_path = local.output_paths(tmp_path / "songs.csv", None)
+    if reason is not None:
+        with pytest.raises(local.RunFailed, match=reason.replace("(", r"\(")) as excinfo:
+            run(tmp_path, data)
+        assert not csv_path.exists() and not summary_path.exists()  # no partial output
+        report = json.loads(error_path.read_text())
+        assert report["reason"] == str(excinfo.value) and report["error"] == "InputError"
+        return
+    result = run(tmp_path, data)
+    text = data.decode("utf-16") if case == "utf-16" else data.decode("utf-8-sig" if case != "latin-1 bytes" else "latin-1")
+    inputs = list(iter_records(io.StringIO(text, newline="")))
+    outputs = read_rows(result.output_csv)
+    assert len(outputs) == len(inputs)
+    for original, row in zip(inputs[1:], outputs[1:]):
+        assert row[: len(original.fields)] == original.fields
+    summary = result.summary
+    assert summary["rows_in"] == len(inputs) - 1 == summary["rows_classified"] + summary["rows_rejected"]
+    if case == "empty lyrics rows":
+        assert summary["rejected_by_reason"] == {"empty lyrics": 2}
+        assert [row[-1] for row in outputs[1:]] == ["empty lyrics", "empty lyrics", ""]
+
+
+def test_text_column_by_name_and_a_missing_one(tmp_path):
+    result = run(tmp_path, "song_id,Body\n1,dirt road and a pickup truck\n", text_column="body")
+    assert result.summary["text_column"] == "Body" and result.summary["rows_classified"] == 1
+    with pytest.raises(local.RunFailed, match=r"text column 'words' is not in the header; the columns are: 'id', 'lyrics'"):
+        run(tmp_path, "id,lyrics\n1,x\n", text_column="words")
+
+
+def test_a_200_kb_lyric_is_classified(tmp_path):
+    long_lyric = "we ride the thunder down the highway tonight\n" * 4700
+    assert len(long_lyric) > 200_000
+    data = io.StringIO()
+    csv.writer(data).writerows([["id", "lyrics"], ["1", long_lyric], ["2", "short one"]])
+    result = run(tmp_path, data.getvalue())
+    rows = read_rows(result.output_csv)
+    assert rows[1][1] == long_lyric and rows[1][2] and result.summary["rows_classified"] == 2
+
+
+def test_key_with_spaces_and_non_ascii(tmp_path):
+    result = run(tmp_path, "lyrics\nbaila conmigo\n", name="mis canciones ñ (2024).csv")
+    assert result.output_csv.name == "mis canciones ñ (2024).classified.csv"
+    assert result.summary["input"]["key"] == "mis canciones ñ (2024).csv"
+
+
+def test_thousands_of_chunks_pass_through_the_state_machine(tmp_path):
+    rows = 2000
+    data = "id,lyrics\n" + "".join(f"{i},{'' if i % 500 == 0 else f'line {i}'}\n" for i in range(rows))
+    result = run(tmp_path, data, chunk_rows=1)
+    assert result.summary["chunks"] == rows
+    assert result.summary["rows_in"] == rows
+    assert result.summary["rejected_by_reason"] == {"empty lyrics": 4}
+    assert [row[0] for row in read_rows(result.output_csv)[1:]] == [str(i) for i in range(rows)]
+
+
+def test_classify_that_fails_once_is_retried_and_the_run_succeeds(tmp_path):
+    failed_once: set[int] = set()
+
+    def flaky_classify(event, context):
+        index = event["chunk"]["index"]
+        if index not in failed_once:
+            failed_once.add(index)
+            raise ConnectionResetError("connection reset by peer while reading the chunk")
+        return classify.handler(event, context)
+
+    handlers = local.default_handlers() | {"Classify": flaky_classify}
+    result = run(tmp_path, "lyrics\n" + "a song line\n" * 6, chunk_rows=2, handlers=handlers)
+    assert failed_once == {0, 1, 2}
+    assert result.summary["rows_classified"] == 6
+
+
+def test_classify_that_always_fails_ends_in_the_failure_report_and_no_result(tmp_path):
+    def broken_classify(event, context):
+        if event["chunk"]["index"] == 1:
+            raise MemoryError("Runtime exited: out of memory")
+        return classify.handler(event, context)
+
+    handlers = local.default_handlers() | {"Classify": broken_classify}
+    with pytest.raises(local.RunFailed, match=r"1 of 3 chunks were not classified: chunk 1") as excinfo:
+        run(tmp_path, "lyrics\n" + "a song line\n" * 6, chunk_rows=2, handlers=handlers)
+    assert excinfo.value.report["execution_id"].startswith("local-")
+    csv_path, summary_path, error_path = local.output_paths(tmp_path / "songs.csv", None)
+    assert error_path.exists() and not csv_path.exists() and not summary_path.exists()
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "lyrics_classifier", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_run_prints_a_summary_and_writes_beside_the_input(tmp_path):
+    (tmp_path / "songs.csv").write_text("id,lyrics\n1,whiskey on the porch\n2,\n")
+    done = _cli("run", "songs.csv", "--chunk-rows", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 rows in" in done.stdout and "1 classified, 1 rejected" in done.stdout
+    assert "rejected: 1 x empty lyrics" in done.stdout
+    assert "classified 2/2 chunks, 2/2 rows" in done.stderr  # progress
+    assert (tmp_path / "songs.classified.csv").exists() and (tmp_path / "songs.summary.json").exists()
+
+
+def test_cli_run_failure_is_a_readable_reason_not_a_traceback(tmp_path):
+    (tmp_path / "songs.csv").write_text("id,title\n1,x\n")
+    done = _cli("run", "songs.csv", "-q", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "error: no lyrics column found" in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert "failure report: songs.error.json" in done.stderr
+    missing = _cli("run", "nope.csv", cwd=tmp_path)
+    assert missing.returncode == 2 and "error: nope.csv: no such file" in missing.stderr
+
+
+def test_cli_run_help_explains_the_options(tmp_path):
+    done = _cli("run", "--help", cwd=tmp_path)
+    for option in ("--output", "--text-column", "--chunk-rows", "--concurrency", "--model"):
+        assert option in done.stdout
