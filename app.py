@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""CDK entry point: one stack, every setting from cdk.json context (see infra/settings.py).
+
+    npx cdk synth                          # or: make synth
+    npx cdk deploy -c alarm_email=me@example.com
+"""
+
+from __future__ import annotations
+
+import infra  # noqa: F401  (sets up the environment before aws_cdk loads)
+from aws_cdk import App, Environment
+import os
+
+from infra.nag import add_checks
+from infra.settings import Settings
+from infra.stack import LyricsClassifierStack
+
+
+def build_app(app: App | None = None) -> tuple[App, LyricsClassifierStack]:
+    app = app or App()
+    settings = Settings.from_context(app.node)
+    stack = LyricsClassifierStack(
+        app,
+        settings.stack_name,
+        settings=settings,
+        description="lyrics-classifier: S3-triggered Step Functions workflow classifying song lyrics with ONNX on Lambda",
+        # Account/region from the CLI's credentials when deploying; agnostic for synth.
+        env=Environment(
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
+            region=os.environ.get("CDK_DEFAULT_REGION"),
+        ),
+    )
+    add_checks(app)
+    return app, stack
+
+
+if __name__ == "__main__":
+    build_app()[0].synth()

@@ -1,0 +1,155 @@
+"""Every deploy-time setting: a CDK context key with a default.
+
+The defaults live here and are repeated in cdk.json (a test keeps the two equal), so
+`cdk synth -c key=value` or an edit of cdk.json changes a setting, and the stack never
+reads a setting from anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from constructs import Node
+
+REPO = Path(__file__).resolve().parents[1]
+
+# key -> (default, one-line description for the README table)
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "stack_name": ("LyricsClassifier", "CloudFormation stack name"),
+    "architecture": ("arm64", "Lambda architecture: `arm64` or `x86_64` (wheels are bundled to match)"),
+    "model_dir": ("models/default", "model directory copied into the classify asset at `model/` (relative to the repo)"),
+    "bundling": ("auto", "`auto`: pip on this machine, Docker if pip cannot run; `docker`: always the SAM build image"),
+    "classify_memory_mb": (2048, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
+    "classify_timeout_s": (300, "classify function timeout (seconds) for one chunk"),
+    "classify_reserved_concurrency": (0, "reserved concurrency of the classify function (0 = unreserved)"),
+    "split_memory_mb": (512, "split function memory (MB)"),
+    "split_timeout_s": (300, "split function timeout (seconds)"),
+    "merge_memory_mb": (1024, "merge function memory (MB)"),
+    "merge_timeout_s": (900, "merge function timeout (seconds)"),
+    "report_failure_memory_mb": (256, "report-failure function memory (MB)"),
+    "report_failure_timeout_s": (60, "report-failure function timeout (seconds)"),
+    "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge and report-failure each (0 = unreserved)"),
+    "map_max_concurrency": (50, "Distributed Map MaxConcurrency: chunks classified at once per execution"),
+    "chunk_rows": (500, "rows per chunk (CHUNK_ROWS of the split function)"),
+    "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
+    "input_prefix": ("", "only objects under this key prefix start a run"),
+    "input_suffix": (".csv", "only objects whose key ends with this suffix start a run (case-sensitive)"),
+    "work_area_expiry_days": (7, "days after which `runs/` (chunks, manifests, parts) in the output bucket expire"),
+    "input_noncurrent_expiry_days": (30, "days after which overwritten/deleted input versions expire"),
+    "access_log_expiry_days": (90, "days after which S3 server access logs expire"),
+    "log_retention_days": (30, "CloudWatch Logs retention of the functions and the state machine (days)"),
+    "log_level": ("INFO", "LOG_LEVEL of the functions (DEBUG, INFO, WARN, ERROR)"),
+    "alarm_email": ("", "e-mail address subscribed to the alarm topic; empty = no subscription"),
+    "removal_policy": ("retain", "`retain` keeps buckets and logs on `cdk destroy`; `destroy` empties and deletes them"),
+}
+
+_ARCHITECTURES = ("arm64", "x86_64")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+# CloudWatch Logs accepts only these retention values.
+_RETENTIONS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+class SettingsError(ValueError):
+    """A context value that cannot work; raised at synth time with the key named."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    stack_name: str
+    architecture: str
+    model_dir: Path
+    bundling: str
+    classify_memory_mb: int
+    classify_timeout_s: int
+    classify_reserved_concurrency: int
+    split_memory_mb: int
+    split_timeout_s: int
+    merge_memory_mb: int
+    merge_timeout_s: int
+    report_failure_memory_mb: int
+    report_failure_timeout_s: int
+    workflow_reserved_concurrency: int
+    map_max_concurrency: int
+    chunk_rows: int
+    text_column: str
+    input_prefix: str
+    input_suffix: str
+    work_area_expiry_days: int
+    input_noncurrent_expiry_days: int
+    access_log_expiry_days: int
+    log_retention_days: int
+    log_level: str
+    alarm_email: str
+    removal_policy: str
+
+    @classmethod
+    def from_context(cls, node: Node) -> "Settings":
+        values: dict[str, Any] = {}
+        for key, (default, _doc) in DEFAULTS.items():
+            raw = node.try_get_context(key)
+            values[key] = _coerce(key, default if raw is None else raw, default)
+        model_dir = Path(values["model_dir"])
+        values["model_dir"] = model_dir if model_dir.is_absolute() else REPO / model_dir
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        def fail(key: str, why: str) -> None:
+            raise SettingsError(f"context `{key}`={getattr(self, key)!r}: {why}")
+
+        if self.architecture not in _ARCHITECTURES:
+            fail("architecture", f"must be one of {', '.join(_ARCHITECTURES)}")
+        if self.bundling not in ("auto", "docker"):
+            fail("bundling", "must be `auto` or `docker`")
+        if self.removal_policy not in ("retain", "destroy"):
+            fail("removal_policy", "must be `retain` or `destroy`")
+        if self.log_level not in _LOG_LEVELS:
+            fail("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+        if self.log_retention_days not in _RETENTIONS:
+            fail("log_retention_days", f"CloudWatch Logs accepts only {_RETENTIONS}")
+        for key in ("classify_memory_mb", "split_memory_mb", "merge_memory_mb", "report_failure_memory_mb"):
+            if not 128 <= getattr(self, key) <= 10240:
+                fail(key, "Lambda memory must be 128..10240 MB")
+        for key in ("classify_timeout_s", "split_timeout_s", "merge_timeout_s", "report_failure_timeout_s"):
+            if not 1 <= getattr(self, key) <= 900:
+                fail(key, "Lambda timeout must be 1..900 seconds")
+        for key in ("classify_reserved_concurrency", "workflow_reserved_concurrency"):
+            if getattr(self, key) < 0:
+                fail(key, "must be >= 0 (0 = unreserved)")
+        if not 1 <= self.map_max_concurrency <= 10000:
+            fail("map_max_concurrency", "Distributed Map MaxConcurrency must be 1..10000")
+        if self.chunk_rows < 1:
+            fail("chunk_rows", "must be >= 1")
+        for key in ("work_area_expiry_days", "input_noncurrent_expiry_days", "access_log_expiry_days"):
+            if getattr(self, key) < 1:
+                fail(key, "must be >= 1 day")
+        if not self.input_suffix and not self.input_prefix:
+            pass  # every object starts a run: allowed, the bucket is dedicated to inputs
+        if "*" in self.input_prefix + self.input_suffix:
+            fail("input_prefix", "`*` is not allowed in input_prefix / input_suffix (EventBridge wildcard)")
+        if self.alarm_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email):
+            fail("alarm_email", "is not an e-mail address")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,60}", self.stack_name):
+            fail("stack_name", "must start with a letter and contain only letters, digits and '-' (max 61)")
+
+    @property
+    def destroy_on_delete(self) -> bool:
+        return self.removal_policy == "destroy"
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Context from `-c key=value` arrives as a string; cdk.json gives JSON types."""
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"context `{key}`={value!r}: must be an integer") from None
+    return str(value)
