@@ -1,0 +1,409 @@
+"""build-model and train: a source sentence encoder + a head -> a model directory.
+
+Deterministic and cached. Every input that shapes the output (source files, labels file or
+training CSV, options, the code of this package that runs, tool versions) goes into an
+input hash stored in config.json; a build whose hash matches the directory's (and whose
+model.onnx still has the recorded sha256) is a no-op that prints "up to date". The costly
+encoder export is cached separately (see encoder.py), keyed by source, tools and code.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..cli import UserError
+from . import encoder as enc
+
+FORMAT = "lyrics-classifier-model/1"
+DEFAULT_OUT = Path("models") / "default"
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_STRIDE = 32
+DEFAULT_MAX_WINDOWS = 16
+TEXT_COLUMNS = ("lyrics", "lyric", "text")
+_CODE_MODULES = (
+    "lyrics_classifier.runtime",
+    "lyrics_classifier.modelbuild.build",
+    "lyrics_classifier.modelbuild.encoder",
+    "lyrics_classifier.modelbuild.graph",
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    stride: int = DEFAULT_STRIDE
+    max_windows: int = DEFAULT_MAX_WINDOWS
+    precision: str = "int8"  # or "fp32"
+    dedupe_lines: bool = True
+
+    def check(self) -> None:
+        if not 8 <= self.max_tokens <= 512:
+            raise UserError(f"--max-tokens must be between 8 and 512 (got {self.max_tokens})")
+        if not 0 <= self.stride < self.max_tokens // 2:
+            raise UserError(f"--stride must be at least 0 and below --max-tokens / 2 (got {self.stride})")
+        if self.max_windows < 1:
+            raise UserError(f"--max-windows must be at least 1 (got {self.max_windows})")
+        if self.precision not in ("int8", "fp32"):
+            raise UserError(f"--precision must be int8 or fp32 (got {self.precision})")
+
+    def as_config(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.max_tokens,
+            "window_stride": self.stride,
+            "max_windows": self.max_windows,
+            "window_pooling": "mean of window logits",
+            "dedupe_lines": self.dedupe_lines,
+        }
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+def default_labels_file() -> Path:
+    return Path(str(resources.files("lyrics_classifier") / "data" / "labels.json"))
+
+
+def load_labels(path: Path | None) -> dict[str, Any]:
+    """{"name", "temperature", "labels": {label: [description, ...]}} from a labels file.
+
+    Accepted forms: that object; a bare {label: description or [descriptions]} mapping;
+    a list of label names (each label's name is its description)."""
+    path = Path(path) if path else default_labels_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"labels file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UserError(f"labels file {path}: not valid JSON ({exc})") from exc
+    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None}
+    if isinstance(data, list):
+        labels = {str(label): [str(label)] for label in data}
+    elif isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
+        spec.update({k: v for k, v in data.items() if k != "labels"})
+        inner = data["labels"]
+        labels = {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in inner.items()} if isinstance(
+            inner, dict) else {str(label): [str(label)] for label in inner}
+    elif isinstance(data, dict):
+        labels = {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in data.items()}
+    else:
+        raise UserError(f"labels file {path}: expected a JSON object or a list of label names")
+    if len(labels) < 2:
+        raise UserError(f"labels file {path}: at least two labels are needed")
+    for label, descriptions in labels.items():
+        if not descriptions or not all(isinstance(d, str) and d.strip() for d in descriptions):
+            raise UserError(f"labels file {path}: label {label!r} needs non-empty text descriptions")
+    try:
+        temperature = float(spec["temperature"])
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"labels file {path}: temperature must be a number") from exc
+    if not temperature > 0:
+        raise UserError(f"labels file {path}: temperature must be positive")
+    bias = spec.get("bias")
+    if bias is not None:
+        if not isinstance(bias, dict) or set(bias) - set(labels):
+            raise UserError(f"labels file {path}: bias must map label names to numbers")
+        bias = {label: float(bias.get(label, 0.0)) for label in labels}
+    return {
+        "name": str(spec["name"] or path.stem),
+        "temperature": temperature,
+        "bias": bias,
+        "labels": labels,
+    }
+
+
+# ---------------------------------------------------------------------------- common
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _up_to_date(out: Path, input_hash: str) -> bool:
+    try:
+        config = json.loads((out / "config.json").read_text())
+        return (
+            config.get("input_hash") == input_hash
+            and (out / "tokenizer.json").is_file()
+            and enc.sha256_file(out / "model.onnx") == config.get("model_sha256")
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _engine(embedder: Path, source: enc.Source, options: Options):
+    """The runtime's windowing/batching engine over an embedder graph, one thread (so the
+    floats, and hence the model bytes, do not depend on the machine's core count)."""
+    from ..runtime import _Engine
+
+    config = {
+        "max_tokens": options.max_tokens,
+        "window_stride": options.stride,
+        "max_windows": options.max_windows,
+        "dedupe_lines": options.dedupe_lines,
+        "pad_token_id": source.pad_token_id,
+    }
+    return _Engine(embedder, source.path / "tokenizer.json", config, threads=1)
+
+
+def _write(out: Path, model, source: enc.Source, config: dict[str, Any]) -> str:
+    """model.onnx, tokenizer.json, config.json into `out`, config last (it is the marker of
+    a complete build). Returns the sha256 of model.onnx."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = model.SerializeToString()
+    sha = hashlib.sha256(data).hexdigest()
+    config = {**config, "model_sha256": sha}
+    files = {
+        "model.onnx": data,
+        "tokenizer.json": (source.path / "tokenizer.json").read_bytes(),
+        "config.json": (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode(),
+    }
+    stale = out / "config.json"
+    if stale.exists():
+        stale.unlink()
+    for name, payload in files.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; Lambda runs the asset as another user
+        os.replace(tmp, out / name)
+    return sha
+
+
+def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, options: Options) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "name": name,
+        "kind": kind,
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "label2id": {label: i for i, label in enumerate(labels)},
+        **options.as_config(),
+        "pooling": source.pooling,
+        "normalize": source.normalize,
+        "pad_token_id": source.pad_token_id,
+        "precision": options.precision,
+        "quantization": (
+            "onnxruntime dynamic int8 (int8 weights per channel, uint8 activations)"
+            if options.precision == "int8" else None
+        ),
+        "outputs": ["logits", "probabilities", "sentence_embedding"],
+        "source": enc.describe(source),
+    }
+
+
+# ---------------------------------------------------------------------------- build-model
+
+
+def build_model(
+    out: Path = DEFAULT_OUT,
+    *,
+    source_dir: Path | None = None,
+    labels_file: Path | None = None,
+    options: Options = Options(),
+    cache_dir: Path | None = None,
+    force: bool = False,
+    log: Log = print,
+) -> bool:
+    """Build the zero-shot model directory. Returns False when it was already up to date."""
+    import numpy as np
+    import onnx
+
+    from .graph import EMBEDDING, append_zero_shot_head
+
+    options.check()
+    out = Path(out)
+    source = enc.Source.inspect(Path(source_dir) if source_dir else enc.default_source())
+    spec = load_labels(labels_file)
+    input_hash = _hash(
+        {
+            "command": "build-model",
+            "source": source.files_sha256,
+            "labels": spec,
+            "options": options.as_config() | {"precision": options.precision},
+            "tools": enc.tool_versions(),
+            "code": enc.code_hash(*_CODE_MODULES),
+        }
+    )
+    if not force and _up_to_date(out, input_hash):
+        log(f"{out}: up to date")
+        return False
+    embedder = enc.embedders(source, Path(cache_dir) if cache_dir else enc.default_cache_dir(), log)[
+        options.precision
+    ]
+    labels = list(spec["labels"])
+    texts = [d for label in labels for d in spec["labels"][label]]
+    owner = [i for i, label in enumerate(labels) for _ in spec["labels"][label]]
+    log(f"embedding {len(texts)} descriptions of {len(labels)} labels")
+    vectors, errors, _ = _engine(embedder, source, options).pooled(texts, EMBEDDING)
+    if any(errors):
+        raise UserError(f"a label description could not be embedded: {next(e for e in errors if e)}")
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    bias = np.array([spec["bias"][label] for label in labels], dtype=np.float32) if spec["bias"] else None
+    model = append_zero_shot_head(
+        onnx.load(str(embedder)), vectors, owner, len(labels), spec["temperature"], bias
+    )
+    config = _base_config("zero-shot", spec["name"], labels, source, options)
+    config["head"] = {
+        "type": "zero-shot: mean cosine similarity to each label's descriptions / temperature, softmax",
+        "temperature": spec["temperature"],
+        "bias": spec["bias"],
+        "descriptions": spec["labels"],
+    }
+    config["input_hash"] = input_hash
+    sha = _write(out, model, source, config)
+    log(f"{out}: built {options.precision} zero-shot model for {', '.join(labels)} (model.onnx sha256 {sha[:12]})")
+    return True
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def read_labelled_csv(path: Path, label_column: str, text_column: str | None) -> tuple[list[str], list[str], int]:
+    """(texts, labels, rows skipped for an empty text or label)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc})") from exc
+    reader = csv.reader(io.StringIO(content, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise UserError(f"{path}: empty file (expected a header row)")
+    lowered = [h.strip().lower() for h in header]
+    if label_column.strip().lower() not in lowered:
+        raise UserError(f"{path}: no column {label_column!r} (columns: {', '.join(header)})")
+    label_index = lowered.index(label_column.strip().lower())
+    if text_column:
+        if text_column.strip().lower() not in lowered:
+            raise UserError(f"{path}: no column {text_column!r} (columns: {', '.join(header)})")
+        text_index = lowered.index(text_column.strip().lower())
+    else:
+        found = [c for c in TEXT_COLUMNS if c in lowered]
+        if not found:
+            raise UserError(f"{path}: no lyrics, lyric or text column; name it with --text-column")
+        text_index = lowered.index(found[0])
+    texts, labels, skipped = [], [], 0
+    for row in reader:
+        if len(row) <= max(text_index, label_index):
+            skipped += 1
+            continue
+        text, label = row[text_index], row[label_index].strip()
+        if not text.strip() or not label:
+            skipped += 1
+            continue
+        texts.append(text)
+        labels.append(label)
+    return texts, labels, skipped
+
+
+def train(
+    csv_path: Path,
+    *,
+    label_column: str,
+    text_column: str | None = None,
+    out: Path,
+    source_dir: Path | None = None,
+    options: Options = Options(),
+    folds: int = 5,
+    regularization: float = 1.0,
+    cache_dir: Path | None = None,
+    force: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Fit a logistic-regression head on sentence embeddings, bake it into the graph."""
+    import numpy as np
+    import onnx
+
+    from .graph import EMBEDDING, append_linear_head
+
+    options.check()
+    out = Path(out)
+    texts, labels, skipped = read_labelled_csv(Path(csv_path), label_column, text_column)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise UserError(f"{csv_path}: column {label_column!r} needs at least two different labels")
+    counts = {c: labels.count(c) for c in classes}
+    smallest = min(counts.values())
+    if smallest < 2:
+        rare = ", ".join(c for c, n in counts.items() if n < 2)
+        raise UserError(f"{csv_path}: every label needs at least two examples ({rare} has one)")
+    if regularization <= 0:
+        raise UserError("--C must be positive")
+    source = enc.Source.inspect(Path(source_dir) if source_dir else enc.default_source())
+    input_hash = _hash(
+        {
+            "command": "train",
+            "source": source.files_sha256,
+            "data": hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest(),
+            "options": options.as_config() | {"precision": options.precision},
+            "folds": folds,
+            "C": regularization,
+            "tools": enc.tool_versions() | {"scikit-learn": _version("scikit-learn")},
+            "code": enc.code_hash(*_CODE_MODULES, "lyrics_classifier.modelbuild.commands"),
+        }
+    )
+    if not force and _up_to_date(out, input_hash):
+        config = json.loads((out / "config.json").read_text())
+        log(f"{out}: up to date (cross-validated accuracy {config['head']['cv_accuracy']:.3f})")
+        return config["head"]
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    embedder = enc.embedders(source, Path(cache_dir) if cache_dir else enc.default_cache_dir(), log)[
+        options.precision
+    ]
+    log(f"embedding {len(texts)} texts ({skipped} rows skipped: empty text or label)")
+    features, errors, _ = _engine(embedder, source, options).pooled(texts, EMBEDDING)
+    assert not any(errors)
+    y = np.array([classes.index(label) for label in labels])
+
+    def model() -> LogisticRegression:
+        return LogisticRegression(C=regularization, max_iter=5000)
+
+    k = max(2, min(folds, smallest))
+    scores = cross_val_score(model(), features, y, cv=StratifiedKFold(k, shuffle=True, random_state=0))
+    log(f"cross-validated accuracy ({k} folds): {scores.mean():.3f} ± {scores.std():.3f} "
+        f"({', '.join(f'{s:.2f}' for s in scores)})")
+    fitted = model().fit(features, y)
+    weight, bias = fitted.coef_, fitted.intercept_
+    if len(classes) == 2:  # scikit-learn keeps one row for a binary problem
+        weight = np.vstack([-weight[0] / 2, weight[0] / 2])
+        bias = np.array([-bias[0] / 2, bias[0] / 2])
+    graph = append_linear_head(onnx.load(str(embedder)), weight, bias)
+    head = {
+        "type": "logistic regression on the sentence embedding (scikit-learn), softmax",
+        "C": regularization,
+        "trained_on": {"file": Path(csv_path).name, "rows": len(texts), "skipped": skipped,
+                       "label_column": label_column, "counts": counts},
+        "cv_folds": k,
+        "cv_accuracy": round(float(scores.mean()), 4),
+        "cv_accuracy_std": round(float(scores.std()), 4),
+    }
+    config = _base_config("trained", f"lyrics-{label_column}-trained", classes, source, options)
+    config["head"] = head
+    config["input_hash"] = input_hash
+    sha = _write(out, graph, source, config)
+    log(f"{out}: trained head for {', '.join(classes)} (model.onnx sha256 {sha[:12]})")
+    return head
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"

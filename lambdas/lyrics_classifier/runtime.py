@@ -1,0 +1,392 @@
+"""The classifier runtime: what the Classify Lambda and the local runner run.
+
+Imports onnxruntime, tokenizers and numpy only (never torch or transformers), so it fits
+in a small Lambda asset and loads in a fraction of a second.
+
+A model directory holds three files (see design.md, "Model directory"):
+
+    model.onnx       encoder + head in one graph; the runtime reads its ``logits`` output
+    tokenizer.json   a Hugging Face tokenizers file
+    config.json      id2label, plus (for models built by ``lyrics-classifier build-model``)
+                     max_tokens, window_stride, max_windows, pooling, source, ...
+
+Two kinds load the same way: the default sentence-embedding model with a zero-shot or
+fitted head baked into the graph, and any Hugging Face sequence-classification model
+exported to ONNX (config.json with id2label). Both produce per-window logits; a lyric's
+logits are the mean over its windows, then softmax. For the built-in heads (linear in the
+pooled sentence embedding) that equals applying the head to the mean window embedding.
+
+Long lyrics are split into overlapping token windows (``max_tokens`` tokens including the
+special tokens, consecutive windows sharing ``window_stride`` tokens, as in Hugging Face's
+``stride``). At most ``max_windows`` windows per lyric are run, spread evenly over the
+lyric, and an over-long text is sampled to a bounded number of characters *before*
+tokenisation, so a 1 MB lyric costs about as much as a long song.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_ENV = "LYRICS_CLASSIFIER_MODEL"
+LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one vCPU's worth of CPU per 1,769 MB
+
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_STRIDE = 32
+DEFAULT_MAX_WINDOWS = 16
+CHARS_PER_TOKEN_BUDGET = 8  # generous: English lyrics average ~4-5 characters per token
+BATCH_TOKENS = 8192  # padded tokens per onnxruntime call
+BATCH_WINDOWS = 64
+GROUP_TEXTS = 512  # texts tokenised and sorted together (bounds memory on big chunks)
+
+REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
+
+__all__ = [
+    "Classifier",
+    "ModelError",
+    "Prediction",
+    "default_model_dir",
+    "threads_for_environment",
+]
+
+
+class ModelError(ValueError):
+    """The model directory is missing, incomplete or unreadable."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str | None  # None when the row is rejected
+    score: float | None  # probability of `label`
+    probabilities: tuple[float, ...] | None  # in Classifier.labels order
+    error: str | None  # per-row rejection reason; None when classified
+    windows: int = 0  # token windows used
+
+
+def default_model_dir() -> Path:
+    """$LYRICS_CLASSIFIER_MODEL, else ./models/default."""
+    value = os.environ.get(MODEL_ENV)
+    return Path(value) if value else Path("models") / "default"
+
+
+def _visible_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_for_environment() -> int:
+    """onnxruntime intra-op threads for where we run.
+
+    On Lambda the CPU share follows the memory size (one vCPU per 1,769 MB); the sandbox
+    may show two logical CPUs at sizes that pay for one, so count from the memory size,
+    never more than the CPUs visible. Elsewhere: the CPUs this process may run on."""
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if memory:
+        try:
+            megabytes = int(memory)
+        except ValueError:
+            megabytes = 0
+        if megabytes > 0:
+            return max(1, min(math.ceil(megabytes / LAMBDA_MB_PER_VCPU), _visible_cpus()))
+    return _visible_cpus()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def dedupe_lines(text: str) -> str:
+    """Each distinct line once, in first-seen order (choruses repeat; one copy carries the
+    meaning). Lines compare case- and whitespace-insensitively."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for line in text.splitlines():
+        key = _SPACE.sub(" ", line).strip().casefold()
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(line.strip())
+    return "\n".join(kept)
+
+
+def sample_text(text: str, budget: int, pieces: int) -> str:
+    """At most ~`budget` characters of `text`: `pieces` evenly spaced slices when longer."""
+    if len(text) <= budget:
+        return text
+    pieces = max(1, pieces)
+    size = max(1, budget // pieces)
+    last = len(text) - size
+    starts = [round(i * last / max(1, pieces - 1)) for i in range(pieces)] if pieces > 1 else [0]
+    return "\n".join(text[s : s + size] for s in starts)
+
+
+def _pick_windows(count: int, cap: int) -> list[int]:
+    """`cap` window indices spread evenly over `count` windows (all of them if they fit)."""
+    if count <= cap:
+        return list(range(count))
+    if cap == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (cap - 1)) for i in range(cap)})
+
+
+_NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+
+
+class _Engine:
+    """Tokenisation into windows, length-sorted dynamic-padding batches, one session."""
+
+    def __init__(
+        self, model_path: Path, tokenizer_path: Path, config: dict[str, Any], threads: int | None
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        try:
+            model_bytes = model_path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{model_path}: cannot read it ({exc})") from exc
+        self.sha256 = hashlib.sha256(model_bytes).hexdigest()
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads or threads_for_environment()))
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                model_bytes, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{model_path}: onnxruntime cannot load it: {exc}") from exc
+        self.threads = options.intra_op_num_threads
+        self.inputs = {i.name: _NP_TYPES.get(i.type, np.int64) for i in self.session.get_inputs()}
+        if "input_ids" not in self.inputs:
+            raise ModelError(f"{model_path}: the graph has no input_ids input")
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:
+            raise ModelError(f"{tokenizer_path}: cannot load it: {exc}") from exc
+        self.max_tokens = int(config["max_tokens"])
+        self.stride = int(config["window_stride"])
+        self.max_windows = int(config["max_windows"])
+        self.dedupe = bool(config.get("dedupe_lines", False))
+        self.char_budget = self.max_windows * self.max_tokens * CHARS_PER_TOKEN_BUDGET
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_tokens, stride=self.stride)
+        pad_id = config.get("pad_token_id")
+        if pad_id is None:
+            for token in ("[PAD]", "<pad>", "<PAD>"):
+                pad_id = self.tokenizer.token_to_id(token)
+                if pad_id is not None:
+                    break
+        self.pad_id = int(pad_id or 0)
+
+    def prepare(self, text: Any) -> str | None | tuple[str]:
+        """The text to tokenise, or a 1-tuple with the rejection reason."""
+        if not isinstance(text, str):
+            return ("lyrics missing",) if text is None else ("lyrics are not text",)
+        if not text.strip():
+            return ("empty lyrics",)
+        text = sample_text(text, self.char_budget, self.max_windows)
+        if self.dedupe:
+            text = dedupe_lines(text)
+        return text
+
+    def windows(self, texts: Sequence[Any]) -> tuple[list[list[Any]], list[str | None]]:
+        """Per text, its windows as Encoding objects (or an error)."""
+        prepared = [self.prepare(t) for t in texts]
+        errors: list[str | None] = [p[0] if isinstance(p, tuple) else None for p in prepared]
+        todo = [i for i, p in enumerate(prepared) if isinstance(p, str)]
+        result: list[list[Any]] = [[] for _ in texts]
+        if todo:
+            encodings = self.tokenizer.encode_batch([prepared[i] for i in todo])
+            for i, enc in zip(todo, encodings, strict=True):
+                parts = [enc, *enc.overflowing]
+                if not any(0 in part.special_tokens_mask for part in parts):
+                    errors[i] = "lyrics contain no recognisable tokens"
+                    continue
+                result[i] = [parts[k] for k in _pick_windows(len(parts), self.max_windows)]
+        return result, errors
+
+    def run(self, encodings: list[Any], output: str) -> np.ndarray:
+        """`output` for every window, in the order given (batched by length inside)."""
+        order = sorted(range(len(encodings)), key=lambda k: len(encodings[k].ids), reverse=True)
+        results: list[np.ndarray | None] = [None] * len(encodings)
+        start = 0
+        while start < len(order):
+            longest = len(encodings[order[start]].ids)
+            size = max(1, min(BATCH_WINDOWS, BATCH_TOKENS // max(1, longest)))
+            batch = order[start : start + size]
+            start += size
+            ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            types = np.zeros((len(batch), longest), dtype=np.int64)
+            for row, k in enumerate(batch):
+                enc = encodings[k]
+                n = len(enc.ids)
+                ids[row, :n] = enc.ids
+                mask[row, :n] = 1
+                types[row, :n] = enc.type_ids
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            feeds = {name: feeds[name].astype(dtype, copy=False) for name, dtype in self.inputs.items()
+                     if name in feeds}
+            (values,) = self.session.run([output], feeds)
+            for row, k in enumerate(batch):
+                results[k] = values[row]
+        if not results:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack(results).astype(np.float32, copy=False)
+
+    def pooled(self, texts: Sequence[Any], output: str) -> tuple[np.ndarray | None, list[str | None], list[int]]:
+        """Mean over each text's windows of `output`; rows of rejected texts are zeros."""
+        windows, errors = self.windows(texts)
+        flat = [enc for per_text in windows for enc in per_text]
+        counts = [len(per_text) for per_text in windows]
+        values = self.run(flat, output)
+        if not flat:
+            return None, errors, counts
+        pooled = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
+        start = 0
+        for i, n in enumerate(counts):
+            if n:
+                pooled[i] = values[start : start + n].mean(axis=0)
+            start += n
+        return pooled, errors, counts
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    if not model_dir.exists():
+        raise ModelError(
+            f"model directory {model_dir} does not exist "
+            "(build it with `lyrics-classifier build-model --out DIR`)"
+        )
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} is not a directory")
+    missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelError(
+            f"model directory {model_dir} is missing {', '.join(missing)} "
+            f"(a model directory holds {', '.join(REQUIRED_FILES)})"
+        )
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_dir / 'config.json'}: not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ModelError(f"{model_dir / 'config.json'}: expected a JSON object")
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise ModelError(f"{model_dir / 'config.json'}: no id2label (the class names)")
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError as exc:
+        raise ModelError(f"{model_dir / 'config.json'}: id2label keys must be integers") from exc
+    if ids != list(range(len(ids))):
+        raise ModelError(f"{model_dir / 'config.json'}: id2label must number the labels 0..n-1")
+    # Hugging Face exports carry no window settings: fall back to the position limit.
+    if "max_tokens" not in config:
+        limit = int(config.get("max_position_embeddings") or 512)
+        config["max_tokens"] = min(512, limit)
+    config.setdefault("window_stride", min(DEFAULT_STRIDE, int(config["max_tokens"]) // 4))
+    config.setdefault("max_windows", DEFAULT_MAX_WINDOWS)
+    if not 0 <= int(config["window_stride"]) < int(config["max_tokens"]) // 2:
+        raise ModelError(f"{model_dir / 'config.json'}: window_stride must be below max_tokens / 2")
+    if int(config["max_windows"]) < 1:
+        raise ModelError(f"{model_dir / 'config.json'}: max_windows must be at least 1")
+    return config
+
+
+class Classifier:
+    """A loaded model directory. Thread-safe for concurrent `classify` calls."""
+
+    def __init__(self, model_dir: Path, config: dict[str, Any], engine: _Engine) -> None:
+        self.model_dir = model_dir
+        self.config = config
+        self._engine = engine
+        id2label = config["id2label"]
+        self.labels: tuple[str, ...] = tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i])
+                                             for i in range(len(id2label)))
+        self.logits_output = "logits" if "logits" in engine.outputs else engine.outputs[0]
+        source = config.get("source")
+        self.identity: dict[str, Any] = {
+            "name": str(config.get("name") or config.get("_name_or_path") or model_dir.name),
+            "labels": list(self.labels),
+            "sha256": engine.sha256,
+            "source": source.get("name") if isinstance(source, dict) else source,
+            "kind": config.get("kind", "sequence-classification"),
+            "max_tokens": engine.max_tokens,
+            "window_stride": engine.stride,
+            "max_windows": engine.max_windows,
+        }
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> Classifier:
+        model_dir = Path(model_dir)
+        config = _read_config(model_dir)
+        engine = _Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
+        return cls(model_dir, config, engine)
+
+    @property
+    def threads(self) -> int:
+        return self._engine.threads
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        """One Prediction per text, in input order. Rejected texts (empty, not text) get a
+        Prediction with `error` set instead of raising."""
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), GROUP_TEXTS):
+            group = texts[start : start + GROUP_TEXTS]
+            logits, errors, counts = self._engine.pooled(group, self.logits_output)
+            probabilities = _softmax(logits) if logits is not None else None
+            for i, error in enumerate(errors):
+                if error is not None:
+                    predictions.append(Prediction(None, None, None, error, 0))
+                    continue
+                assert probabilities is not None
+                row = probabilities[i]
+                best = int(row.argmax())
+                predictions.append(
+                    Prediction(
+                        label=self.labels[best],
+                        score=float(row[best]),
+                        probabilities=tuple(float(p) for p in row),
+                        error=None,
+                        windows=counts[i],
+                    )
+                )
+        return predictions
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence embeddings (mean of the window embeddings), for fitting heads. Only for
+        graphs with a ``sentence_embedding`` output; rejected texts raise ValueError."""
+        if "sentence_embedding" not in self._engine.outputs:
+            raise ModelError(f"{self.model_dir}: this model has no sentence_embedding output")
+        chunks = []
+        for start in range(0, len(texts), GROUP_TEXTS):
+            group = texts[start : start + GROUP_TEXTS]
+            pooled, errors, _ = self._engine.pooled(group, "sentence_embedding")
+            bad = [(start + i, e) for i, e in enumerate(errors) if e]
+            if bad:
+                raise ValueError(f"text {bad[0][0]}: {bad[0][1]}")
+            assert pooled is not None
+            chunks.append(pooled)
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(chunks)
