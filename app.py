@@ -8,8 +8,7 @@
 from __future__ import annotations
 
 import infra  # noqa: F401  (sets up the environment before aws_cdk loads)
-from aws_cdk import App, Environment
-import os
+from aws_cdk import App
 
 from infra.nag import add_checks
 from infra.settings import Settings
@@ -24,11 +23,8 @@ def build_app(app: App | None = None) -> tuple[App, LyricsClassifierStack]:
         settings.stack_name,
         settings=settings,
         description="lyrics-classifier: S3-triggered Step Functions workflow classifying song lyrics with ONNX on Lambda",
-        # Account/region from the CLI's credentials when deploying; agnostic for synth.
-        env=Environment(
-            account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
-            region=os.environ.get("CDK_DEFAULT_REGION"),
-        ),
+        # Environment-agnostic: `cdk deploy` targets the account and region of the
+        # credentials in use, and the template does not depend on them.
     )
     add_checks(app)
     return app, stack

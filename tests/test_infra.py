@@ -1,0 +1,665 @@
+"""The CDK stack: template properties, cdk-nag (AwsSolutions), cfn-lint, the ASL file after
+substitution (asl-validator), asset sizes, and `cdk synth` through the pinned CLI.
+
+Synths are expensive (jsii + bundling), so they are session fixtures: one synth with the
+defaults, one with the acknowledgements switched off (raw cdk-nag findings), one with
+overridden context. Bundled dependencies are cached under build/lambda-deps/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import infra  # noqa: E402,F401  (environment for jsii before aws_cdk loads)
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from infra import nag  # noqa: E402
+from infra.bundling import AssetSpec, directory_size, install_dependencies  # noqa: E402
+from infra.settings import DEFAULTS, Settings, SettingsError  # noqa: E402
+from infra.stack import ASL_FILE, OUTPUT_KEYS  # noqa: E402
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+STACK = "LyricsClassifier"
+CDK_JSON = json.loads((REPO / "cdk.json").read_text())
+
+
+def _context(model_dir: Path, **overrides) -> dict:
+    context = copy.deepcopy(CDK_JSON["context"])
+    context["model_dir"] = str(model_dir)
+    context.update(overrides)
+    return context
+
+
+def _synth(outdir: Path, context: dict):
+    from app import build_app
+
+    started = time.perf_counter()
+    app, stack = build_app(App(outdir=str(outdir), context=context))
+    error = None
+    try:
+        app.synth()
+    except Exception as exc:  # cdk-nag findings fail the synth; the report is still written
+        error = exc
+    print(f"synth into {outdir.name}: {time.perf_counter() - started:.1f}s")
+    return stack, error
+
+
+class Synth:
+    def __init__(self, outdir: Path, stack, error):
+        self.outdir = outdir
+        self.stack = stack
+        self.error = error
+        self.template_dict = json.loads((outdir / f"{STACK}.template.json").read_text())
+        self.template = Template.from_json(self.template_dict)
+
+    def resources(self, type_: str) -> dict:
+        return {k: v for k, v in self.template_dict["Resources"].items() if v["Type"] == type_}
+
+    def logical_id(self, construct) -> str:
+        return self.stack.resolve(self.stack.get_logical_id(construct.node.default_child))
+
+    def asset_dir(self, function) -> Path:
+        code = self.template_dict["Resources"][self.logical_id(function)]["Properties"]["Code"]
+        return self.outdir / f"asset.{code['S3Key'].removesuffix('.zip')}"
+
+
+@pytest.fixture(scope="session")
+def model_dir(default_model_dir) -> Path:
+    return default_model_dir
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory, model_dir) -> Synth:
+    outdir = tmp_path_factory.mktemp("cdk-default")
+    stack, error = _synth(outdir, _context(model_dir))
+    if error is not None:
+        report = outdir / "validation-report.json"
+        detail = report.read_text() if report.exists() else ""
+        pytest.fail(f"synth failed: {error}\n{detail[:4000]}")
+    return Synth(outdir, stack, error)
+
+
+@pytest.fixture(scope="session")
+def raw_findings(tmp_path_factory, model_dir) -> tuple[Synth, list[dict]]:
+    """Synth with acknowledgements off: every finding cdk-nag raises, acknowledged or not."""
+    outdir = tmp_path_factory.mktemp("cdk-raw")
+    nag.APPLY_ACKNOWLEDGEMENTS = False
+    try:
+        stack, error = _synth(outdir, _context(model_dir))
+    finally:
+        nag.APPLY_ACKNOWLEDGEMENTS = True
+    report = json.loads((outdir / "validation-report.json").read_text())
+    findings = [
+        {"rule": v["ruleName"], "path": c["constructPath"]}
+        for r in report["pluginReports"]
+        if r["pluginName"] == "AwsSolutions"
+        for v in r["violations"]
+        for c in v["violatingConstructs"]
+    ]
+    return Synth(outdir, stack, error), findings
+
+
+def _statements(synth: Synth, role) -> list[dict]:
+    role_id = synth.logical_id(role)
+    out = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        props = policy["Properties"]
+        if {"Ref": role_id} in props["Roles"]:
+            out.extend(props["PolicyDocument"]["Statement"])
+    return out
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def _resources(statement: dict) -> list:
+    resources = statement["Resource"]
+    return resources if isinstance(resources, list) else [resources]
+
+
+def _grants(synth: Synth, role) -> dict[str, list[str]]:
+    """action -> the resources it is allowed on, as JSON strings (for substring checks)."""
+    grants: dict[str, list[str]] = {}
+    for st in _statements(synth, role):
+        assert st["Effect"] == "Allow"
+        for action in _actions(st):
+            grants.setdefault(action, []).extend(json.dumps(r) for r in _resources(st))
+    return grants
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_cdk_json_has_every_setting_with_its_default():
+    context = CDK_JSON["context"]
+    for key, (default, _doc) in DEFAULTS.items():
+        assert key in context, f"cdk.json lacks context key {key}"
+        assert context[key] == default, f"cdk.json default of {key} differs from infra/settings.py"
+    assert CDK_JSON["app"].endswith("app.py")
+
+
+def test_readme_documents_every_setting():
+    readme = (REPO / "README.md").read_text()
+    if "## Deploy to AWS" not in readme:
+        pytest.skip("README deploy section not written yet")
+    for key in DEFAULTS:
+        assert f"`{key}`" in readme, f"README configuration table lacks {key}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"architecture": "ppc64"},
+        {"classify_memory_mb": "lots"},
+        {"classify_memory_mb": 64},
+        {"log_retention_days": 10},
+        {"map_max_concurrency": 0},
+        {"alarm_email": "not-an-address"},
+        {"input_suffix": "*.csv"},
+    ],
+)
+def test_bad_settings_are_refused_with_the_key_named(overrides):
+    app = App(context={**CDK_JSON["context"], **overrides})
+    with pytest.raises(SettingsError, match=next(iter(overrides))):
+        Settings.from_context(app.node)
+
+
+def test_settings_from_command_line_strings():
+    app = App(context={**CDK_JSON["context"], "classify_memory_mb": "3008", "architecture": "x86_64"})
+    settings = Settings.from_context(app.node)
+    assert settings.classify_memory_mb == 3008
+    assert settings.architecture == "x86_64"
+
+
+# -------------------------------------------------------------------------- storage
+
+
+def test_every_bucket_blocks_public_access_encrypts_and_enforces_tls(synth):
+    buckets = synth.resources("AWS::S3::Bucket")
+    assert len(buckets) == 3  # input, output, access logs
+    for props in (b["Properties"] for b in buckets.values()):
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "AES256"
+        }
+    policies = synth.resources("AWS::S3::BucketPolicy")
+    assert {json.dumps(p["Properties"]["Bucket"]) for p in policies.values()} == {
+        json.dumps({"Ref": k}) for k in buckets
+    }
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for s in statements
+        )
+        assert any(
+            s["Effect"] == "Deny" and "s3:TlsVersion" in s.get("Condition", {}).get("NumericLessThan", {})
+            for s in statements
+        )
+
+
+def test_input_bucket_versioned_with_eventbridge_and_access_logs(synth):
+    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.input_bucket)]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": synth.logical_id(synth.stack.access_logs)}
+    # no notifications custom resource (an extra Lambda) was needed for EventBridge
+    assert not synth.resources("Custom::S3BucketNotifications")
+
+
+def test_output_bucket_work_area_expires(synth):
+    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.output_bucket)]["Properties"]
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-work-area"]["Prefix"] == "runs/"
+    assert rules["expire-work-area"]["ExpirationInDays"] == DEFAULTS["work_area_expiry_days"][0]
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert "LoggingConfiguration" in props
+
+
+def test_buckets_and_logs_are_retained_by_default(synth):
+    for bucket in synth.resources("AWS::S3::Bucket").values():
+        assert bucket["DeletionPolicy"] == "Retain"
+    for group in synth.resources("AWS::Logs::LogGroup").values():
+        assert group["DeletionPolicy"] == "Retain"
+        assert group["Properties"]["RetentionInDays"] == DEFAULTS["log_retention_days"][0]
+
+
+# ------------------------------------------------------------------------ functions
+
+HANDLERS = {
+    "Split": "lyrics_classifier.handlers.split.handler",
+    "Classify": "lyrics_classifier.handlers.classify.handler",
+    "Merge": "lyrics_classifier.handlers.merge.handler",
+    "ReportFailure": "lyrics_classifier.handlers.report_failure.handler",
+}
+
+
+def test_functions_runtime_architecture_memory_tracing_logging(synth):
+    functions = synth.resources("AWS::Lambda::Function")
+    assert len(functions) == 4  # and nothing else: no custom-resource Lambdas by default
+    memory = {
+        "Split": DEFAULTS["split_memory_mb"][0],
+        "Classify": DEFAULTS["classify_memory_mb"][0],
+        "Merge": DEFAULTS["merge_memory_mb"][0],
+        "ReportFailure": DEFAULTS["report_failure_memory_mb"][0],
+    }
+    for name, fn in synth.stack.functions.items():
+        props = functions[synth.logical_id(fn)]["Properties"]
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Handler"] == HANDLERS[name]
+        assert props["MemorySize"] == memory[name]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
+        assert "LogGroup" in props["LoggingConfig"]
+        assert "ReservedConcurrentExecutions" not in props  # 0 = unreserved by default
+        env = props["Environment"]["Variables"]
+        assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
+        assert env["POWERTOOLS_SERVICE_NAME"] == "lyrics-classifier"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LyricsClassifier"
+        assert env["LOG_LEVEL"] == "INFO"
+    classify = functions[synth.logical_id(synth.stack.classify_fn)]["Properties"]
+    assert classify["Environment"]["Variables"]["MODEL_DIR"] == "/var/task/model"
+    assert classify["Timeout"] == DEFAULTS["classify_timeout_s"][0]
+    split = functions[synth.logical_id(synth.stack.split_fn)]["Properties"]
+    assert split["Environment"]["Variables"]["CHUNK_ROWS"] == str(DEFAULTS["chunk_rows"][0])
+    assert split["Environment"]["Variables"]["TEXT_COLUMN"] == ""
+
+
+def _bucket_objects(synth: Synth, bucket, prefix: str) -> str:
+    return json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(bucket), "Arn"]}, f"/{prefix}*"]]})
+
+
+def test_function_permissions_are_per_prefix(synth):
+    st = synth.stack
+    runs = _bucket_objects(synth, st.output_bucket, "runs/")
+    results = _bucket_objects(synth, st.output_bucket, "results/")
+    failed = _bucket_objects(synth, st.output_bucket, "failed/")
+    inputs = _bucket_objects(synth, st.input_bucket, "")
+    s3_grants = {
+        name: {a: sorted(r) for a, r in _grants(synth, fn.role).items() if a.startswith("s3:")}
+        for name, fn in st.functions.items()
+    }
+    assert s3_grants["Split"] == {"s3:GetObject": [inputs], "s3:PutObject": [runs]}
+    assert s3_grants["Classify"] == {"s3:GetObject": [runs], "s3:PutObject": [runs]}
+    output_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.output_bucket), "Arn"]})
+    assert s3_grants["Merge"] == {
+        "s3:GetObject": [runs],
+        "s3:PutObject": [results],
+        "s3:AbortMultipartUpload": [results],
+        "s3:ListBucket": [output_arn],
+    }
+    assert s3_grants["ReportFailure"] == {"s3:GetObject": [runs], "s3:PutObject": [failed], "s3:ListBucket": [output_arn]}
+    for name in ("Merge", "ReportFailure"):
+        listing = [s for s in _statements(synth, st.functions[name].role) if "s3:ListBucket" in _actions(s)]
+        assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["runs/*"]}}
+
+
+# Actions that have no resource-level permissions, so Resource '*' is the only option.
+STAR_ALLOWED = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+def test_no_wildcard_actions_and_star_resources_only_where_unavoidable(synth):
+    for policy_id, policy in synth.resources("AWS::IAM::Policy").items():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            for action in _actions(st):
+                assert "*" not in action.split(":", 1)[1].rstrip("*") and not action.endswith(":*"), (policy_id, action)
+            if "*" in _resources(st):
+                assert set(_actions(st)) <= STAR_ALLOWED, (policy_id, st)
+    for role in synth.resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"], role  # no AWS managed policies
+
+
+def test_function_logs_go_only_to_their_own_log_group(synth):
+    for fn in synth.stack.functions.values():
+        logs_grants = {a: r for a, r in _grants(synth, fn.role).items() if a.startswith("logs:")}
+        assert set(logs_grants) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        for resources in logs_grants.values():
+            assert all("Logs" in r and "GetAtt" in r for r in resources), resources
+
+
+# -------------------------------------------------------------------- state machine
+
+
+def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
+    machines = synth.resources("AWS::StepFunctions::StateMachine")
+    assert len(machines) == 1
+    props = next(iter(machines.values()))["Properties"]
+    assert props["StateMachineName"] == f"{STACK}-Workflow"
+    assert "DefinitionS3Location" in props  # DefinitionBody.from_file: the file is the asset
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_FILE.read_text()))
+    assert set(props["DefinitionSubstitutions"]) == placeholders
+    assert props["DefinitionSubstitutions"]["MaxConcurrency"] == str(DEFAULTS["map_max_concurrency"][0])
+    for name, fn in synth.stack.functions.items():
+        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    logging = props["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0] == synth.logical_id(
+        synth.stack.state_machine_log_group
+    )
+    group = synth.template_dict["Resources"][synth.logical_id(synth.stack.state_machine_log_group)]
+    assert group["Properties"]["LogGroupName"].startswith("/aws/vendedlogs/states/")
+
+
+def test_state_machine_permissions(synth):
+    st = synth.stack
+    grants = _grants(synth, st.state_machine.role)
+    invoke = grants["lambda:InvokeFunction"]
+    for fn in st.functions.values():
+        arn = {"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}
+        assert json.dumps(arn) in invoke
+        assert json.dumps({"Fn::Join": ["", [arn, ":*"]]}) in invoke
+    assert len(invoke) == 8
+    assert grants["s3:GetObject"] == [_bucket_objects(synth, st.output_bucket, "runs/")]
+    assert not any(a.startswith("s3:") and a != "s3:GetObject" for a in grants)
+    (start,) = grants["states:StartExecution"]
+    assert ":stateMachine:" in start and f"{STACK}-Workflow" in start
+    assert synth.logical_id(st.state_machine) not in start  # built from the name: no circular reference
+    for action in ("states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"):
+        (resource,) = grants[action]
+        assert f":execution:{STACK}-Workflow/*" in resource
+
+
+def test_upload_rule_starts_the_state_machine(synth):
+    rules = synth.resources("AWS::Events::Rule")
+    assert len(rules) == 1
+    props = next(iter(rules.values()))["Properties"]
+    assert props["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": synth.logical_id(synth.stack.input_bucket)}]},
+            "object": {"key": [{"wildcard": "*.csv"}]},
+        },
+    }
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Ref": synth.logical_id(synth.stack.state_machine)}
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == synth.logical_id(synth.stack.trigger_dlq)
+    assert "Input" not in target and "InputPath" not in target  # the whole event is the execution input
+
+
+# ----------------------------------------------------------------------- operations
+
+
+def test_alarms_notify_the_encrypted_topic(synth):
+    topic_id = synth.logical_id(synth.stack.alarm_topic)
+    alarms = synth.resources("AWS::CloudWatch::Alarm")
+    metrics = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) for a in alarms.values()}
+    assert ("AWS/States", "ExecutionsFailed") in metrics
+    assert ("AWS/States", "ExecutionsTimedOut") in metrics
+    assert ("AWS/Lambda", "Errors") in metrics and ("AWS/Lambda", "Throttles") in metrics
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
+    assert len(alarms) == 4 + 2 * 4
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    topic = synth.template_dict["Resources"][topic_id]["Properties"]
+    assert "KmsMasterKeyId" in topic
+    (key,) = synth.resources("AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
+    assert not synth.resources("AWS::SNS::Subscription")  # alarm_email empty by default
+
+
+def test_dashboard_shows_executions_rows_and_errors(synth):
+    (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for needle in ("ExecutionsStarted", "ExecutionsFailed", "ExecutionTime", "RowsClassified", "RowsIn", "RowsRejected",
+                   "LyricsClassifier", "Errors", "Throttles", "Duration"):  # fmt: skip
+        assert needle in body, needle
+
+
+def test_stack_outputs(synth):
+    outputs = synth.template_dict["Outputs"]
+    assert set(OUTPUT_KEYS) <= set(outputs)
+    assert "states/home" in json.dumps(outputs["StateMachineConsoleUrl"])
+    assert outputs["InputSuffix"]["Value"] == ".csv"
+
+
+def test_context_overrides_reach_the_template(tmp_path_factory, model_dir):
+    outdir = tmp_path_factory.mktemp("cdk-overrides")
+    overrides = dict(
+        architecture="x86_64",
+        classify_memory_mb=3008,
+        classify_reserved_concurrency=20,
+        map_max_concurrency=8,
+        chunk_rows=250,
+        input_prefix="uploads/",
+        input_suffix=".tsv",
+        work_area_expiry_days=2,
+        log_retention_days=14,
+        log_level="DEBUG",
+        alarm_email="ops@example.com",
+        removal_policy="destroy",
+        stack_name="LyricsTest",
+    )
+    stack, error = _synth(outdir, _context(model_dir, **overrides))
+    assert error is None, error
+    t = json.loads((outdir / "LyricsTest.template.json").read_text())
+    res = t["Resources"]
+    lid = lambda c: stack.resolve(stack.get_logical_id(c.node.default_child))  # noqa: E731
+    classify = res[lid(stack.classify_fn)]["Properties"]
+    assert classify["Architectures"] == ["x86_64"]
+    assert classify["MemorySize"] == 3008
+    assert classify["ReservedConcurrentExecutions"] == 20
+    assert classify["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
+    assert res[lid(stack.split_fn)]["Properties"]["Environment"]["Variables"]["CHUNK_ROWS"] == "250"
+    sm = res[lid(stack.state_machine)]["Properties"]
+    assert sm["DefinitionSubstitutions"]["MaxConcurrency"] == "8"
+    assert sm["StateMachineName"] == "LyricsTest-Workflow"
+    rule = next(r for r in res.values() if r["Type"] == "AWS::Events::Rule")
+    assert rule["Properties"]["EventPattern"]["detail"]["object"]["key"] == [{"wildcard": "uploads/*.tsv"}]
+    out_rules = res[lid(stack.output_bucket)]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"Id": "expire-work-area", "Prefix": "runs/", "ExpirationInDays": 2, "Status": "Enabled"} in out_rules
+    assert any(r["Type"] == "AWS::SNS::Subscription" and r["Properties"]["Endpoint"] == "ops@example.com" for r in res.values())
+    for r in res.values():
+        if r["Type"] == "AWS::S3::Bucket":
+            assert r["DeletionPolicy"] == "Delete"
+        if r["Type"] == "AWS::Logs::LogGroup":
+            assert r["Properties"]["RetentionInDays"] == 14
+    # split's input grant follows the prefix
+    split_policy = json.dumps([r for r in res.values() if r["Type"] == "AWS::IAM::Policy" and lid(stack.split_fn.role) in json.dumps(r["Properties"]["Roles"])])
+    assert "/uploads/*" in split_policy
+    # the x86_64 classify asset carries x86_64 wheels
+    asset = outdir / f"asset.{classify['Code']['S3Key'].removesuffix('.zip')}"
+    assert list((asset / "onnxruntime" / "capi").glob("*x86_64*")) or any(
+        "x86_64" in p.read_text() for p in asset.glob("onnxruntime-*.dist-info/WHEEL")
+    )
+    # destroy mode: cdk-nag is clean too (the auto-delete provider is acknowledged)
+    report = json.loads((outdir / "validation-report.json").read_text())
+    assert not [r for r in report["pluginReports"] if r["pluginName"] == "AwsSolutions" and r["violations"]]
+
+
+# -------------------------------------------------------------------------- cdk-nag
+
+
+def test_cdk_nag_report_exists_and_has_no_unacknowledged_findings(synth):
+    report_file = synth.outdir / "validation-report.json"
+    assert report_file.exists(), "no validation report: is the AwsSolutions plugin registered?"
+    report = json.loads(report_file.read_text())
+    unacknowledged = [
+        (v["ruleName"], c["constructPath"])
+        for r in report["pluginReports"]
+        for v in r["violations"]
+        for c in v["violatingConstructs"]
+        if v["severity"] in ("error", "fatal", "warning")
+    ]
+    assert unacknowledged == []
+
+
+def test_cdk_nag_actually_runs(raw_findings):
+    """Without the acknowledgements the same app must fail with findings: proves the plugin ran."""
+    synth, findings = raw_findings
+    assert synth.error is not None and "ValidationFailed" in str(synth.error)
+    assert findings
+
+
+def test_every_acknowledgement_matches_a_finding_and_every_finding_is_acknowledged(synth, raw_findings):
+    _, findings = raw_findings
+    acknowledgements = synth.stack.ACKNOWLEDGEMENTS
+
+    def covers(ack, finding) -> bool:
+        path, rule, _reason = ack
+        return rule == finding["rule"] and (finding["path"] == path or finding["path"].startswith(path + "/"))
+
+    unmatched = [a for a in acknowledgements if not any(covers(a, f) for f in findings)]
+    assert unmatched == [], "acknowledgements that match no finding (stale or misspelled)"
+    unacknowledged = [f for f in findings if not any(covers(a, f) for a in acknowledgements)]
+    assert unacknowledged == []
+    print("\ncdk-nag acknowledgements:")
+    for path, rule, reason in acknowledgements:
+        assert len(reason) >= 60 and not reason.lower().startswith(("todo", "n/a", "ignore"))
+        print(f"  {rule}  @ {path}\n      {reason}")
+
+
+def test_acknowledge_refuses_ids_that_would_match_nothing():
+    from aws_cdk import Stack
+
+    stack = Stack(App(), "S")
+    with pytest.raises(ValueError, match="bare"):
+        nag.acknowledge(stack, "AwsSolutions::AwsSolutions-IAM5", "a reason long enough to pass the length check here")
+    with pytest.raises(ValueError, match="reason"):
+        nag.acknowledge(stack, "AwsSolutions-IAM5", "because")
+
+
+# ------------------------------------------------------------------------- cfn-lint
+
+
+def test_cfn_lint_has_no_errors(synth):
+    result = subprocess.run(
+        [sys.executable, "-m", "cfnlint", "--format", "parseable", str(synth.outdir / f"{STACK}.template.json")],
+        capture_output=True,
+        text=True,
+    )
+    print(result.stdout)
+    errors = [line for line in result.stdout.splitlines() if re.search(r":E\d{4}:", line)]
+    assert errors == []
+    assert result.returncode & 2 == 0, result.stdout + result.stderr  # bit 2 = errors
+
+
+# ---------------------------------------------------------------------- ASL + CLI
+
+
+def _npx(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    if not (REPO / "node_modules" / ".bin" / args[0]).exists():
+        pytest.fail(f"node_modules/.bin/{args[0]} missing: run `make test` (it runs `npm ci`) or `npm ci`")
+    env = {**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    return subprocess.run(["npx", "--no-install", *args], cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+def test_asl_after_substitution_is_valid(synth, tmp_path):
+    substitutions = {
+        name: f"arn:aws:lambda:eu-west-1:123456789012:function:{name.removesuffix('FunctionArn')}"
+        for name in synth.stack.definition_substitutions()
+    }
+    substitutions["MaxConcurrency"] = synth.stack.definition_substitutions()["MaxConcurrency"]
+    text = re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], ASL_FILE.read_text())
+    definition = json.loads(text)  # JSON only after substitution (MaxConcurrency is unquoted)
+    assert definition["States"]["ClassifyChunks"]["MaxConcurrency"] == DEFAULTS["map_max_concurrency"][0]
+    path = tmp_path / "workflow.json"
+    path.write_text(text)
+    result = _npx("asl-validator", "--json-path", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cdk_synth_through_the_pinned_cli(tmp_path, model_dir, synth):
+    version = _npx("cdk", "--version")
+    pinned = json.loads((REPO / "package.json").read_text())["devDependencies"]["aws-cdk"]
+    assert version.stdout.startswith(pinned), version.stdout
+    result = _npx(
+        "cdk", "synth", "--no-notices", "--quiet", "--output", str(tmp_path / "cdk.out"),
+        "--context", f"model_dir={model_dir}",
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "cdk.out" / f"{STACK}.template.json").exists()
+    assert (tmp_path / "cdk.out" / "validation-report.json").exists()
+
+
+# ------------------------------------------------------------------------- assets
+
+
+def test_classify_asset_fits_lambda_and_holds_only_what_it_needs(synth, model_dir):
+    asset = synth.asset_dir(synth.stack.classify_fn)
+    size = directory_size(asset)
+    model_size = directory_size(model_dir)
+    print(f"\nclassify asset ({synth.stack.settings.architecture}): {size / 2**20:.1f} MB unzipped "
+          f"(model {model_size / 2**20:.1f} MB, limit 250 MB)")  # fmt: skip
+    assert size < LAMBDA_UNZIPPED_LIMIT
+    assert (asset / "model" / "model.onnx").is_file()
+    assert (asset / "lyrics_classifier" / "handlers" / "classify.py").is_file()
+    for package in ("onnxruntime", "tokenizers", "numpy", "aws_lambda_powertools"):
+        assert (asset / package).is_dir(), package
+    for unwanted in ("torch", "transformers", "huggingface_hub", "boto3", "botocore", "moto", "pandas"):
+        assert not (asset / unwanted).exists(), unwanted
+    assert not (asset / "lyrics_classifier" / "modelbuild").exists()
+    assert not list(asset.rglob("__pycache__"))
+    wheel = next(asset.glob("onnxruntime-*.dist-info/WHEEL")).read_text()
+    assert "cp312" in wheel and "aarch64" in wheel, wheel
+
+
+def test_workflow_asset_is_small(synth):
+    asset = synth.asset_dir(synth.stack.split_fn)
+    size = directory_size(asset)
+    print(f"\nsplit/merge/report-failure asset: {size / 2**20:.1f} MB unzipped")
+    assert size < 20 * 2**20
+    assert (asset / "aws_lambda_powertools").is_dir()
+    for unwanted in ("onnxruntime", "numpy", "tokenizers", "model"):
+        assert not (asset / unwanted).exists(), unwanted
+    assert synth.asset_dir(synth.stack.merge_fn) == asset == synth.asset_dir(synth.stack.report_failure_fn)
+
+
+def test_dependency_install_is_cached(synth):
+    spec = AssetSpec("workflow", REPO / "lambdas" / "requirements-workflow.txt", "arm64")
+    started = time.perf_counter()
+    target = install_dependencies(spec)
+    assert time.perf_counter() - started < 1.0  # no pip run: the synth above filled the cache
+    assert (target / ".complete").exists()
+
+
+def test_asset_hash_follows_the_inputs(tmp_path, model_dir):
+    copy_dir = tmp_path / "model"
+    shutil.copytree(model_dir, copy_dir)
+    spec = AssetSpec("classify", REPO / "lambdas" / "requirements-classify.txt", "arm64", model_dir=copy_dir)
+    before = spec.asset_hash()
+    assert spec.asset_hash() == before
+    (copy_dir / "config.json").write_text((copy_dir / "config.json").read_text() + " ")
+    assert spec.asset_hash() != before
+    other_arch = AssetSpec("classify", spec.requirements, "x86_64", model_dir=copy_dir)
+    assert other_arch.asset_hash() != spec.asset_hash()
