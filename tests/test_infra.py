@@ -452,25 +452,34 @@ def test_stack_outputs(synth):
     assert outputs["InputSuffix"]["Value"] == ".csv"
 
 
-def test_context_overrides_reach_the_template(tmp_path_factory, model_dir):
+OVERRIDES = dict(
+    architecture="x86_64",
+    classify_memory_mb=3008,
+    classify_reserved_concurrency=20,
+    map_max_concurrency=8,
+    chunk_rows=250,
+    input_prefix="uploads/",
+    input_suffix=".tsv",
+    work_area_expiry_days=2,
+    log_retention_days=14,
+    log_level="DEBUG",
+    alarm_email="ops@example.com",
+    removal_policy="destroy",
+    stack_name="LyricsTest",
+)
+
+
+@pytest.fixture(scope="session")
+def synth_overrides(tmp_path_factory, model_dir):
+    """Every setting changed from its default (x86_64 also gives an asset this machine can run)."""
     outdir = tmp_path_factory.mktemp("cdk-overrides")
-    overrides = dict(
-        architecture="x86_64",
-        classify_memory_mb=3008,
-        classify_reserved_concurrency=20,
-        map_max_concurrency=8,
-        chunk_rows=250,
-        input_prefix="uploads/",
-        input_suffix=".tsv",
-        work_area_expiry_days=2,
-        log_retention_days=14,
-        log_level="DEBUG",
-        alarm_email="ops@example.com",
-        removal_policy="destroy",
-        stack_name="LyricsTest",
-    )
-    stack, error = _synth(outdir, _context(model_dir, **overrides))
+    stack, error = _synth(outdir, _context(model_dir, **OVERRIDES))
     assert error is None, error
+    return outdir, stack
+
+
+def test_context_overrides_reach_the_template(synth_overrides):
+    outdir, stack = synth_overrides
     t = json.loads((outdir / "LyricsTest.template.json").read_text())
     res = t["Resources"]
     lid = lambda c: stack.resolve(stack.get_logical_id(c.node.default_child))  # noqa: E731
@@ -663,3 +672,52 @@ def test_asset_hash_follows_the_inputs(tmp_path, model_dir):
     assert spec.asset_hash() != before
     other_arch = AssetSpec("classify", spec.requirements, "x86_64", model_dir=copy_dir)
     assert other_arch.asset_hash() != spec.asset_hash()
+
+
+def _python312() -> str | None:
+    found = shutil.which("python3.12")
+    if found and subprocess.run([found, "--version"], capture_output=True).returncode == 0:
+        return found
+    candidates = sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))
+    return str(candidates[-1]) if candidates else None
+
+
+def test_x86_64_classify_asset_runs_on_python_312_by_itself(synth_overrides, tmp_path):
+    """The asset alone (plus boto3, which the Lambda runtime provides) imports every handler and
+    classifies with the bundled model. Run in an isolated Python 3.12 (no site-packages): a
+    dependency missing from the asset fails here. arm64 cannot run on this machine; its asset
+    differs only in the wheels' platform tag."""
+    python = _python312()
+    if python is None:
+        pytest.skip("no Python 3.12 interpreter on this machine")
+    outdir, stack = synth_overrides
+    code = json.loads((outdir / "LyricsTest.template.json").read_text())["Resources"][
+        stack.resolve(stack.get_logical_id(stack.classify_fn.node.default_child))
+    ]["Properties"]["Code"]
+    asset = outdir / f"asset.{code['S3Key'].removesuffix('.zip')}"
+    # What the Lambda Python runtime brings: boto3 and its dependencies (pure Python).
+    runtime = tmp_path / "lambda-runtime"
+    runtime.mkdir()
+    site = Path(__import__("boto3").__file__).parents[1]
+    for name in ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six.py"):
+        if (site / name).exists():
+            (runtime / name).symlink_to(site / name)
+    script = f"""
+import sys
+sys.path[:0] = [{str(asset)!r}, {str(runtime)!r}]
+import importlib
+for name in ("split", "classify", "merge", "report_failure"):
+    importlib.import_module("lyrics_classifier.handlers." + name)
+import onnxruntime, tokenizers, numpy
+assert onnxruntime.__file__.startswith({str(asset)!r}), onnxruntime.__file__
+from lyrics_classifier.runtime import Classifier
+clf = Classifier.load({str(asset / "model")!r}, threads=1)
+preds = clf.classify(["la la la I love you baby, dancing all night", "whiskey on the tailgate, dirt road home"])
+assert len(preds) == 2, preds
+print("ok", onnxruntime.__version__, [p.label for p in preds])
+"""
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "eu-west-1", "HOME": str(tmp_path)}
+    result = subprocess.run([python, "-I", "-S", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    print(result.stdout, result.stderr[-3000:])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok 1.32.0" in result.stdout
