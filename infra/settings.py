@@ -43,7 +43,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "log_retention_days": (30, "CloudWatch Logs retention of the functions and the state machine (days)"),
     "log_level": ("INFO", "LOG_LEVEL of the functions (DEBUG, INFO, WARN, ERROR)"),
     "alarm_email": ("", "e-mail address subscribed to the alarm topic; empty = no subscription"),
-    "removal_policy": ("retain", "`retain` keeps buckets and logs on `cdk destroy`; `destroy` empties and deletes them"),
+    "removal_policy": ("retain", "`retain` keeps the buckets and log groups on `cdk destroy`; `destroy` empties and deletes them"),
 }
 
 _ARCHITECTURES = ("arm64", "x86_64")

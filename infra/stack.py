@@ -349,7 +349,6 @@ class LyricsClassifierStack(Stack):
                 include_execution_data=True,  # keys and counts only: no lyrics travel through the state
             ),
             tracing_enabled=True,
-            removal_policy=removal,
         )
         sm_role = self.state_machine.role
         for fn in self.functions.values():
@@ -466,7 +465,10 @@ class LyricsClassifierStack(Stack):
             "AlarmTopicKey",
             description="lyrics-classifier alarm topic encryption",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if s.destroy_on_delete else RemovalPolicy.RETAIN,
+            # Nothing stays encrypted under this key (it only protects alarm messages in
+            # the topic), so it goes with the stack, after KMS's minimum waiting period.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
         )
         # CloudWatch alarms publish to an encrypted topic only with a customer managed key
         # that lets cloudwatch.amazonaws.com use it.
