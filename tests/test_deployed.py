@@ -273,3 +273,26 @@ def test_execution_input_matching(key, version, expected):
     assert deployed.execution_input_names(payload, INPUT_BUCKET, wanted, "v1") is expected
     assert deployed.execution_input_names(payload, "another-bucket", wanted, "v1") is False
     assert deployed.execution_input_names("not json", INPUT_BUCKET, wanted, "v1") is False
+
+
+def test_real_aws_smoke(tmp_path, capsys):
+    """Against a deployed stack, only when asked: LYRICS_CLASSIFIER_SMOKE_STACK=<stack name>
+    (and AWS credentials/region in the environment). Uploads samples/lyrics.csv under a unique
+    name, waits for the run, and checks the result object exists."""
+    import os
+    from pathlib import Path
+
+    stack = os.environ.get("LYRICS_CLASSIFIER_SMOKE_STACK")
+    if not stack:
+        pytest.skip("set LYRICS_CLASSIFIER_SMOKE_STACK=<deployed stack> (with AWS credentials) to run")
+    sample = Path(__file__).resolve().parents[1] / "samples" / "lyrics.csv"
+    upload = tmp_path / f"smoke-{uuid.uuid4().hex[:8]}.csv"
+    upload.write_bytes(sample.read_bytes())
+    rc = main(["submit", str(upload), "--stack", stack, "--wait", "--find-timeout", "300"])
+    out = capsys.readouterr().out
+    print(out)
+    assert rc == 0, out
+    result_uri = next(line.split()[-1] for line in out.splitlines() if line.strip().startswith("result:"))
+    bucket, key = result_uri.removeprefix("s3://").split("/", 1)
+    head = boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] > sample.stat().st_size
