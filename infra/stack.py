@@ -194,7 +194,7 @@ class LyricsClassifierStack(Stack):
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel[s.log_level],
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            system_log_level_v2=lambda_.SystemLogLevel.INFO,  # keeps REPORT lines: duration, max memory used
             tracing=lambda_.Tracing.ACTIVE,
             environment={
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
