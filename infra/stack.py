@@ -279,14 +279,15 @@ class LyricsClassifierStack(Stack):
         # Least privilege, per prefix.
         input_objects = self.input_bucket.arn_for_objects(f"{s.input_prefix}*")
         self._allow(self.split_fn, ["s3:GetObject"], [input_objects])
+        self._allow_list(self.split_fn, self.input_bucket)
         self._allow(self.split_fn, ["s3:PutObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.classify_fn, ["s3:GetObject", "s3:PutObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.merge_fn, ["s3:GetObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.merge_fn, ["s3:PutObject", "s3:AbortMultipartUpload"], [self.output_objects(RESULTS_PREFIX)])
-        self._allow_list(self.merge_fn)
+        self._allow_list(self.merge_fn, self.output_bucket)
         self._allow(self.report_failure_fn, ["s3:GetObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.report_failure_fn, ["s3:PutObject"], [self.output_objects(FAILED_PREFIX)])
-        self._allow_list(self.report_failure_fn)
+        self._allow_list(self.report_failure_fn, self.output_bucket)
 
         out = ref(self, self.output_bucket, "Arn")
         inp = ref(self, self.input_bucket, "Arn")
@@ -314,15 +315,15 @@ class LyricsClassifierStack(Stack):
     def _allow(self, fn: lambda_.Function, actions: list[str], resources: list[str]) -> None:
         fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
 
-    def _allow_list(self, fn: lambda_.Function) -> None:
-        """ListBucket on the work area only, so that a missing part reads as 404, not 403."""
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.output_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{WORK_PREFIX}*"]}},
-            )
-        )
+    def _allow_list(self, fn: lambda_.Function, bucket: s3.Bucket) -> None:
+        """s3:ListBucket, so that HeadObject/GetObject of a missing key answer 404, not 403.
+
+        The workflow tells "missing" from "forbidden" (Merge verifies that every part
+        exists; Split retries a URL-encoded key decoded). S3 answers 404 only to callers
+        with ListBucket on the bucket, and an `s3:prefix` condition would not help: object
+        requests carry no prefix, so a conditional grant never applies to them.
+        """
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
 
     # ---------------------------------------------------------- state machine
     def _state_machine(self, removal: RemovalPolicy) -> None:
