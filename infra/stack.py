@@ -3,7 +3,6 @@ EventBridge trigger, alarms, a dashboard and the outputs the CLI (`submit`, `sta
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from aws_cdk import (
     ArnFormat,

@@ -191,6 +191,49 @@ def test_settings_from_command_line_strings():
 # -------------------------------------------------------------------------- storage
 
 
+def test_resource_inventory_with_cdk_assertions(synth):
+    t = synth.template
+    for type_, count in {
+        "AWS::S3::Bucket": 3,
+        "AWS::Lambda::Function": 4,
+        "AWS::StepFunctions::StateMachine": 1,
+        "AWS::Events::Rule": 1,
+        "AWS::SQS::Queue": 1,
+        "AWS::SNS::Topic": 1,
+        "AWS::CloudWatch::Dashboard": 1,
+    }.items():
+        t.resource_count_is(type_, count)
+    t.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lyrics_classifier.handlers.classify.handler",
+            "Runtime": "python3.12",
+            "Architectures": ["arm64"],
+            "MemorySize": 2048,
+            "TracingConfig": {"Mode": "Active"},
+            "Environment": {"Variables": Match.object_like({"MODEL_DIR": "/var/task/model"})},
+        },
+    )
+    t.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+        },
+    )
+    t.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+            "DefinitionSubstitutions": Match.object_like({"MaxConcurrency": "50"}),
+        },
+    )
+    t.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    t.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+
+
+
 def test_every_bucket_blocks_public_access_encrypts_and_enforces_tls(synth):
     buckets = synth.resources("AWS::S3::Bucket")
     assert len(buckets) == 3  # input, output, access logs
