@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import random
 from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples" / "lyrics.csv"
+SAMPLES = Path(os.environ.get("LYRICS_SAMPLES") or REPO / "samples" / "lyrics.csv")
 MEDIAN_WORDS = 250
 SIGMA = 0.6  # log-normal spread: P(> 1,000 words) ~ 1%
 MIN_WORDS, MAX_WORDS = 40, 1000
@@ -83,7 +84,8 @@ def compose_song(snippets: list[list[str]], words: int, rng: random.Random) -> s
         sections.append(chorus)  # songs end on the chorus
     # trim the last section's lines if the song overshot by a lot (keeps the tail honest)
     song = [line for section in sections for line in section + [""]]
-    while song and sum(len(line.split()) for line in song) > words * 1.15 and len(song) > 4:
+    limit = min(words * 1.15, MAX_WORDS)
+    while sum(len(line.split()) for line in song) > limit and len(song) > 4:
         song.pop()
     return "\n".join(song).strip()
 

@@ -44,8 +44,8 @@ DEFAULT_MAX_TOKENS = 128
 DEFAULT_STRIDE = 32
 DEFAULT_MAX_WINDOWS = 16
 CHARS_PER_TOKEN_BUDGET = 8  # generous: English lyrics average ~4-5 characters per token
-BATCH_TOKENS = 8192  # padded tokens per onnxruntime call
-BATCH_WINDOWS = 64
+BATCH_TOKENS = 2048  # padded tokens per onnxruntime call (small batches stay in cache)
+BATCH_WINDOWS = 16
 GROUP_TEXTS = 512  # texts tokenised and sorted together (bounds memory on big chunks)
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")

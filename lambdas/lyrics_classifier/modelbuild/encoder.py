@@ -162,7 +162,15 @@ def embedders(source: Source, cache_dir: Path, log=print) -> dict[str, Path]:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+    _prune(Path(cache_dir), keep=3)
     return paths
+
+
+def _prune(cache_dir: Path, keep: int) -> None:
+    """Drop all but the `keep` most recently built encoders (each is ~110 MB)."""
+    built = sorted(cache_dir.glob("encoder-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in built[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _build(source: Source, work: Path, log) -> None:

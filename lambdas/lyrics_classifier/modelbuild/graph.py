@@ -127,3 +127,20 @@ def append_linear_head(model: onnx.ModelProto, weight: np.ndarray, bias: np.ndar
         helper.make_node("Gemm", [EMBEDDING, "head/weight", "head/bias"], ["head/linear"], transB=1, name="head/linear")
     )
     return _finish(model, "head/linear", weight.shape[0])
+
+
+def head_matrices(model_dir) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [hidden, labels], bias [labels]) with logits = embedding @ weight + bias,
+    read back from a built model.onnx (for baselines that reuse the very same head)."""
+    from pathlib import Path
+
+    model = onnx.load(str(Path(model_dir) / "model.onnx"))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name.startswith("head/")}
+    if "head/descriptions_t" in init:
+        weight = init["head/descriptions_t"] @ init["head/averaging"] * init["head/inv_temperature"]
+        bias = init.get("head/bias", np.zeros(weight.shape[1], dtype=np.float32))
+    elif "head/weight" in init:
+        weight, bias = init["head/weight"].T, init["head/bias"]
+    else:
+        raise ValueError(f"{model_dir}: no head built by lyrics-classifier in this graph")
+    return weight.astype(np.float32), bias.astype(np.float32)

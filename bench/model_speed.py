@@ -1,0 +1,216 @@
+"""`make bench` (part 1): the classifier's speed, load time, cost and accuracy.
+
+From one run on one machine and one corpus (bench/corpus.py: songs composed from the
+sample snippets, median ~250 words, tail to ~1,000):
+
+  * lyrics/s of the runtime (onnxruntime int8, 128-token windows over the whole lyric,
+    repeated lines once) and of the baseline a user would otherwise pick:
+    sentence-transformers `encode` (PyTorch fp32, its default 256-token truncation) with
+    the same model and the same zero-shot head; the ratio between them. Also the runtime
+    with every repeated line encoded (no dedupe) and the baseline on exactly the runtime's
+    windows, so the ratio can be split into "less work" and "faster per token";
+  * model load time (fresh process), CPU milliseconds per lyric on one thread, and what
+    that costs per million lyrics on arm64 Lambda;
+  * zero-shot accuracy on the samples (tuning half and held-out half) and on the corpus.
+
+    python bench/model_speed.py [--songs 600] [--model models/default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import SAMPLES, make_corpus  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+# AWS Lambda, arm64, us-east-1, first 6 billion GB-seconds a month (aws.amazon.com/lambda/pricing)
+ARM64_PRICE_PER_GB_SECOND = 0.0000133334
+PRICE_PER_MILLION_REQUESTS = 0.20
+RECOMMENDED_MEMORY_MB = 1769  # one full vCPU: the runtime then uses one intra-op thread
+CHUNK = 250  # lyrics per classify call (like one Lambda chunk)
+
+
+def split_samples(path: Path = SAMPLES) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The samples, halved per genre by id order: (tuning, held-out). The tuning half is
+    what label descriptions were tuned on; the held-out half was only measured."""
+    import csv
+
+    rows: dict[str, list[tuple[int, str, str]]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            rows.setdefault(row["genre"], []).append((int(row["id"]), row["lyrics"], row["genre"]))
+    tune, held = [], []
+    for genre in sorted(rows):
+        for k, (_, lyrics, g) in enumerate(sorted(rows[genre])):
+            (tune if k % 2 == 0 else held).append((lyrics, g))
+    return tune, held
+
+
+def accuracy(classifier, items) -> float:
+    predictions = classifier.classify([text for text, _ in items])
+    return sum(p.label == g for p, (_, g) in zip(predictions, items)) / len(items)
+
+
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """(best wall seconds, CPU seconds of that run, result) over `repeats` runs."""
+    best = (float("inf"), 0.0, None)
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if wall < best[0]:
+            best = (wall, cpu, result)
+    return best
+
+
+def load_time(model_dir: Path, runs: int = 5) -> tuple[float, float]:
+    """Median seconds of Classifier.load in a fresh process (imports excluded, then included)."""
+    code = (
+        "import time; t0 = time.perf_counter()\n"
+        "from lyrics_classifier.runtime import Classifier\n"
+        "t1 = time.perf_counter()\n"
+        f"c = Classifier.load({str(model_dir)!r})\n"
+        "t2 = time.perf_counter(); print(t2 - t1, t2 - t0)"
+    )
+    loads, totals = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        load, total = map(float, out.stdout.split())
+        loads.append(load)
+        totals.append(total)
+    return statistics.median(loads), statistics.median(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=600)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--samples", type=Path, default=SAMPLES, help="labelled snippets (id,lyrics,genre)")
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from lyrics_classifier.modelbuild.encoder import default_source
+    from lyrics_classifier.modelbuild.graph import head_matrices
+    from lyrics_classifier.runtime import Classifier, threads_for_environment
+
+    cores = threads_for_environment()
+    torch.set_num_threads(cores)
+    corpus = make_corpus(args.songs, seed=0, samples=args.samples)
+    texts = [t for t, _ in corpus]
+    genres = [g for _, g in corpus]
+    words = sorted(len(t.split()) for t in texts)
+    print(f"machine: {os.uname().machine}, {cores} CPUs visible; python {sys.version.split()[0]}, "
+          f"torch {torch.__version__}")
+    print(f"corpus: {len(texts)} songs from {args.samples.name}, words median {words[len(words) // 2]}, "
+          f"p90 {words[int(len(words) * 0.9)]}, max {words[-1]}")
+
+    load, load_total = load_time(args.model)
+    size = (args.model / "model.onnx").stat().st_size / 1e6
+    print(f"model: {args.model} ({size:.1f} MB model.onnx); load {load * 1000:.0f} ms "
+          f"(with imports {load_total * 1000:.0f} ms), median of 5 fresh processes")
+
+    classifier = Classifier.load(args.model, threads=cores)
+    labels = classifier.labels
+
+    def run_runtime(clf):
+        out = []
+        for start in range(0, len(texts), CHUNK):
+            out.extend(clf.classify(texts[start : start + CHUNK]))
+        return out
+
+    run_runtime(classifier)  # warm up
+    rt_wall, rt_cpu, rt_pred = timed(lambda: run_runtime(classifier), args.repeats)
+    windows = sum(p.windows for p in rt_pred)
+    rt_acc = sum(p.label == g for p, g in zip(rt_pred, genres)) / len(genres)
+
+    engine = classifier._engine
+    engine.dedupe = False
+    nd_wall, _, nd_pred = timed(lambda: run_runtime(classifier), 1)
+    nd_windows = sum(p.windows for p in nd_pred)
+    nd_acc = sum(p.label == g for p, g in zip(nd_pred, genres)) / len(genres)
+    engine.dedupe = True
+
+    # one thread: CPU ms per lyric at 1 vCPU, for the Lambda cost
+    single = Classifier.load(args.model, threads=1)
+    run_runtime(single)
+    one_wall, one_cpu, _ = timed(lambda: run_runtime(single), 1)
+
+    weight, bias = head_matrices(args.model)
+    st = SentenceTransformer(str(default_source()), device="cpu")
+
+    def run_baseline(items, **kw):
+        embeddings = st.encode(items, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, **kw)
+        logits = embeddings @ weight + bias
+        return [labels[i] for i in logits.argmax(axis=1)]
+
+    run_baseline(texts[:64])
+    st_wall, st_cpu, st_pred = timed(lambda: run_baseline(texts), args.repeats)
+    st_acc = sum(p == g for p, g in zip(st_pred, genres)) / len(genres)
+
+    # the baseline on exactly the runtime's windows (same tokens): per-token speed only
+    window_texts = []
+    for start in range(0, len(texts), CHUNK):
+        per_text, _ = engine.windows(texts[start : start + CHUNK])
+        for encs in per_text:
+            window_texts.extend(engine.tokenizer.decode(e.ids) for e in encs)
+    st.max_seq_length = engine.max_tokens
+    sw_wall, _, _ = timed(lambda: st.encode(window_texts, batch_size=32, convert_to_numpy=True), 1)
+
+    n = len(texts)
+    print()
+    print(f"{'':52s} {'lyrics/s':>9s} {'windows':>8s} {'corpus acc':>10s}")
+    print(f"{'runtime: onnxruntime int8, whole lyric, lines once':52s} {n / rt_wall:9.1f} {windows:8d} {rt_acc:10.1%}")
+    print(f"{'runtime, every repeated line encoded':52s} {n / nd_wall:9.1f} {nd_windows:8d} {nd_acc:10.1%}")
+    print(f"{'baseline: sentence-transformers encode, fp32, 256 tok':52s} {n / st_wall:9.1f} {'-':>8s} {st_acc:10.1%}")
+    print(f"{'baseline on the runtime windows (same tokens)':52s} {n / sw_wall:9.1f} {len(window_texts):8d} {'':>10s}")
+    print(f"speed-up over the baseline: {st_wall / rt_wall:.1f}x "
+          f"(per token on identical windows: {sw_wall / rt_wall:.1f}x; "
+          f"without line dedupe: {st_wall / nd_wall:.1f}x)")
+
+    ms_per_lyric = one_cpu / n * 1000
+    gb = RECOMMENDED_MEMORY_MB / 1024
+    # Lambda bills wall time; with one vCPU the wall time per lyric is about the CPU time
+    seconds = max(one_wall, one_cpu) / n
+    cost = seconds * gb * ARM64_PRICE_PER_GB_SECOND * 1e6
+    requests = 1e6 / CHUNK * PRICE_PER_MILLION_REQUESTS / 1e6
+    print()
+    print(f"one thread: {n / one_wall:.1f} lyrics/s, {ms_per_lyric:.1f} CPU ms per lyric "
+          f"({rt_cpu / n * 1000:.1f} CPU ms per lyric on {cores} threads)")
+    print(f"cost per million lyrics on arm64 Lambda at {RECOMMENDED_MEMORY_MB} MB (1 vCPU) and "
+          f"${ARM64_PRICE_PER_GB_SECOND}/GB-s: ${cost:.2f} compute + ${requests:.3f} requests "
+          f"({CHUNK} lyrics per invocation); measured on this x86_64 machine, Graviton speed differs")
+
+    tune, held = split_samples(args.samples)
+    print()
+    print(f"zero-shot accuracy on the samples: tuning half {accuracy(classifier, tune):.1%} "
+          f"({len(tune)}), held-out half {accuracy(classifier, held):.1%} ({len(held)})")
+    summary = {
+        "songs": n, "runtime_lyrics_per_s": n / rt_wall, "baseline_lyrics_per_s": n / st_wall,
+        "ratio": st_wall / rt_wall, "load_ms": load * 1000, "cpu_ms_per_lyric": ms_per_lyric,
+        "cost_per_million_usd": cost, "corpus_accuracy": rt_acc, "baseline_corpus_accuracy": st_acc,
+    }
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_speed.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
