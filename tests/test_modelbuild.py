@@ -109,6 +109,7 @@ def test_changed_options_change_the_cache_key(tmp_path: Path) -> None:
         build_model(out, options=Options(max_tokens=64, stride=40), log=quiet)
 
 
+@pytest.mark.skipif(not SAMPLES.exists(), reason="samples/lyrics.csv not written yet")
 def test_int8_agrees_with_fp32_on_a_lyrics_corpus(tmp_path: Path, default_model_dir: Path) -> None:
     from corpus import make_corpus
 
