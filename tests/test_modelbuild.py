@@ -37,7 +37,7 @@ def test_model_directory_format(default_model_dir: Path) -> None:
     config = json.loads((default_model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "rock", "1": "pop", "2": "hip hop", "3": "country", "4": "latin"}
     assert config["kind"] == "zero-shot"
-    assert config["max_tokens"] == 128 and config["window_stride"] == 32 and config["max_windows"] == 16
+    assert config["max_tokens"] == 128 and config["window_stride"] == 16 and config["max_windows"] == 16
     assert config["pooling"] == "mean" and config["normalize"] is True
     assert config["precision"] == "int8"
     assert config["source"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"

@@ -17,8 +17,8 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=128, metavar="N",
                         help="tokens per window, special tokens included (default: 128, "
                              "MiniLM's training length)")
-    parser.add_argument("--stride", type=int, default=32, metavar="N",
-                        help="tokens shared by consecutive windows of a long lyric (default: 32)")
+    parser.add_argument("--stride", type=int, default=16, metavar="N",
+                        help="tokens shared by consecutive windows of a long lyric (default: 16)")
     parser.add_argument("--max-windows", type=int, default=16, metavar="N",
                         help="windows per lyric at most, spread over the lyric (default: 16)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
