@@ -149,7 +149,7 @@ def test_split_reports_a_missing_object_readably(s3):
 # --------------------------------------------------------------------------- property
 
 cell = st.text(
-    alphabet=st.characters(codepoint=None, blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
     max_size=30,
 )
 
@@ -165,6 +165,11 @@ def csv_files(draw):
     rows = [row for row in rows if row != [""]]
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
     terminator = draw(st.sampled_from(["\n", "\r\n"]))
+    if quoting == csv.QUOTE_MINIMAL and terminator == "\n":
+        # The csv writer quotes only the characters of its own line terminator, so with "\n"
+        # it would write a bare "\r" unquoted: an invalid CSV that no reader round-trips.
+        rows = [[value.replace("\r", "") for value in row] for row in rows]
+        rows = [row for row in rows if row != [""]]
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=quoting, lineterminator=terminator)
     writer.writerow(header)
@@ -189,7 +194,9 @@ def test_every_row_once_in_order_with_original_columns(classifier, generated, ch
     for row, original, out in zip(rows, inputs, outputs):
         assert out.fields[:width] == row
         assert out.raw.startswith(original.raw + ",")
-        empty = not row[lyrics_at].strip()
-        assert (out.fields[-1] == "empty lyrics") == empty
-        assert (out.fields[width] in classifier.labels) == (not empty)
+        label, error = out.fields[width], out.fields[-1]
+        if not row[lyrics_at].strip():
+            assert error == "empty lyrics"
+        # A row is either classified or rejected with a reason (e.g. no recognisable tokens).
+        assert (label in classifier.labels) != bool(error)
     assert merged["rows_classified"] + merged["rows_rejected"] == len(rows)

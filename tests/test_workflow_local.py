@@ -33,7 +33,8 @@ def run(tmp_path: Path, data: bytes | str, name: str = "songs.csv", **options) -
 
 
 def read_rows(path: Path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+    # bytes, not read_text(): universal newlines would turn a quoted "\r\n" into "\n"
+    return list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
 
 
 def test_sample_lyrics_end_to_end(tmp_path):

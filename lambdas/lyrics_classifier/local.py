@@ -167,6 +167,19 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def deep_recursion(limit: int = 200_000) -> Iterator[None]:
+    """moto's Distributed Map worker takes its next item by recursing, one level per item,
+    so with the default limit of 1,000 a worker dies silently after ~970 chunks and the
+    run hangs. Python-to-Python calls use no C stack in 3.11+, so a higher limit is safe."""
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(saved, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(saved)
+
+
 @dataclass
 class RunResult:
     status: str
@@ -226,7 +239,7 @@ def run_workflow(
         "INTRA_OP_THREADS": str(max(1, cpu_count() // concurrency)),
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
-    with patched_environ(environment):
+    with patched_environ(environment), deep_recursion():
         return _execute(
             input_path, csv_path, summary_path, error_path, concurrency,
             handlers, on_progress, poll_seconds,
