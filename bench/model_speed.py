@@ -50,10 +50,10 @@ def split_samples(path: Path = SAMPLES) -> tuple[list[tuple[str, str]], list[tup
     what label descriptions were tuned on; the held-out half was only measured."""
     import csv
 
-    rows: dict[str, list[tuple[int, str, str]]] = {}
+    rows: dict[str, list[tuple[str, str, str]]] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
-            rows.setdefault(row["genre"], []).append((int(row["id"]), row["lyrics"], row["genre"]))
+            rows.setdefault(row["genre"], []).append((row["id"], row["lyrics"], row["genre"]))
     tune, held = [], []
     for genre in sorted(rows):
         for k, (_, lyrics, g) in enumerate(sorted(rows[genre])):

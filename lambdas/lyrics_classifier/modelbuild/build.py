@@ -82,7 +82,7 @@ def default_labels_file() -> Path:
 
 
 def load_labels(path: Path | None) -> dict[str, Any]:
-    """{"name", "temperature", "labels": {label: [description, ...]}} from a labels file.
+    """{"name", "temperature", "centre", "bias", "labels": {label: [description, ...]}}.
 
     Accepted forms: that object; a bare {label: description or [descriptions]} mapping;
     a list of label names (each label's name is its description)."""
@@ -93,7 +93,7 @@ def load_labels(path: Path | None) -> dict[str, Any]:
         raise UserError(f"labels file {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise UserError(f"labels file {path}: not valid JSON ({exc})") from exc
-    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None}
+    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None, "centre": False}
     if isinstance(data, list):
         labels = {str(label): [str(label)] for label in data}
     elif isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
@@ -121,9 +121,12 @@ def load_labels(path: Path | None) -> dict[str, Any]:
         if not isinstance(bias, dict) or set(bias) - set(labels):
             raise UserError(f"labels file {path}: bias must map label names to numbers")
         bias = {label: float(bias.get(label, 0.0)) for label in labels}
+    if not isinstance(spec["centre"], bool):
+        raise UserError(f"labels file {path}: centre must be true or false")
     return {
         "name": str(spec["name"] or path.stem),
         "temperature": temperature,
+        "centre": spec["centre"],
         "bias": bias,
         "labels": labels,
     }
@@ -229,7 +232,7 @@ def build_model(
     import numpy as np
     import onnx
 
-    from .graph import EMBEDDING, append_zero_shot_head
+    from .graph import EMBEDDING, append_zero_shot_head, label_prototypes
 
     options.check()
     out = Path(out)
@@ -263,13 +266,14 @@ def build_model(
     # dot-product) are unlikely to reach the model bytes; 1e-5 is far below what matters.
     vectors = np.round(vectors, 5).astype(np.float32)
     bias = np.array([spec["bias"][label] for label in labels], dtype=np.float32) if spec["bias"] else None
-    model = append_zero_shot_head(
-        onnx.load(str(embedder)), vectors, owner, len(labels), spec["temperature"], bias
-    )
+    prototypes, centre = label_prototypes(vectors, owner, len(labels), spec["centre"])
+    model = append_zero_shot_head(onnx.load(str(embedder)), prototypes, centre, spec["temperature"], bias)
     config = _base_config("zero-shot", spec["name"], labels, source, options)
     config["head"] = {
-        "type": "zero-shot: mean cosine similarity to each label's descriptions / temperature, softmax",
+        "type": "zero-shot: cosine similarity to each label's prototype (normalised mean of its "
+                "description embeddings; centred: minus the mean prototype) / temperature, softmax",
         "temperature": spec["temperature"],
+        "centre": spec["centre"],
         "bias": spec["bias"],
         "descriptions": spec["labels"],
     }

@@ -3,8 +3,8 @@
 Outputs of a finished model (what the runtime and any other ONNX user sees):
 
     sentence_embedding [batch, hidden]   pooled, L2-normalised
-    logits             [batch, labels]   zero-shot: mean cosine to each label's
-                                         descriptions / temperature; trained: W e + b
+    logits             [batch, labels]   zero-shot: similarity to each label's (centred)
+                                         prototype / temperature; trained: W e + b
     probabilities      [batch, labels]   softmax(logits)
 
 Every head here is linear in the sentence embedding, so the runtime's mean of window
@@ -87,27 +87,36 @@ def _finish(model: onnx.ModelProto, logits: str, labels: int) -> onnx.ModelProto
     return model
 
 
+def label_prototypes(descriptions: np.ndarray, owner: list[int], labels: int, centre: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(prototypes [L, H], centre [H]): each label's prototype is the mean of its description
+    embeddings; with `centre`, the mean of the prototypes (what all labels share: "this is a
+    song") is subtracted first. Prototypes are then normalised to unit length."""
+    owner_array = np.asarray(owner)
+    prototypes = np.stack([descriptions[owner_array == i].mean(axis=0) for i in range(labels)])
+    mean = prototypes.mean(axis=0) if centre else np.zeros(prototypes.shape[1], dtype=np.float32)
+    prototypes = prototypes - mean
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    return prototypes.astype(np.float32), mean.astype(np.float32)
+
+
 def append_zero_shot_head(
     model: onnx.ModelProto,
-    descriptions: np.ndarray,  # [D, H], L2-normalised description embeddings
-    owner: list[int],  # label index of each description
-    labels: int,
+    prototypes: np.ndarray,  # [L, H] unit label prototypes (see label_prototypes)
+    centre: np.ndarray,  # [H] subtracted from the embedding first (zeros: plain cosine)
     temperature: float,
     bias: np.ndarray | None = None,  # [L], added to the logits (prior correction)
 ) -> onnx.ModelProto:
-    """cosine(e, description) for every description, averaged per label, / temperature."""
+    """logits = (e - centre) . prototype / temperature: the cosine similarity of the lyric to
+    each label's (centred) prototype, up to the lyric's own norm, which is the same for every
+    label and so never changes the ranking."""
     graph = model.graph
-    averaging = np.zeros((len(owner), labels), dtype=np.float32)
-    for d, label in enumerate(owner):
-        averaging[d, label] = 1.0
-    averaging /= averaging.sum(axis=0, keepdims=True)
-    _const(graph, "head/descriptions_t", descriptions.T.astype(np.float32))
-    _const(graph, "head/averaging", averaging)
+    _const(graph, "head/centre", centre.astype(np.float32))
+    _const(graph, "head/prototypes_t", np.ascontiguousarray(prototypes.T.astype(np.float32)))
     _const(graph, "head/inv_temperature", np.array(1.0 / temperature, dtype=np.float32))
     nodes = [
-        helper.make_node("MatMul", [EMBEDDING, "head/descriptions_t"], ["head/cosine"], name="head/cosine"),
-        helper.make_node("MatMul", ["head/cosine", "head/averaging"], ["head/label_cosine"], name="head/per_label"),
-        helper.make_node("Mul", ["head/label_cosine", "head/inv_temperature"], ["head/scaled"], name="head/temperature"),
+        helper.make_node("Sub", [EMBEDDING, "head/centre"], ["head/centred"], name="head/centre"),
+        helper.make_node("MatMul", ["head/centred", "head/prototypes_t"], ["head/similarity"], name="head/similarity"),
+        helper.make_node("Mul", ["head/similarity", "head/inv_temperature"], ["head/scaled"], name="head/temperature"),
     ]
     logits = "head/scaled"
     if bias is not None:
@@ -115,7 +124,7 @@ def append_zero_shot_head(
         nodes.append(helper.make_node("Add", ["head/scaled", "head/bias"], ["head/biased"], name="head/bias"))
         logits = "head/biased"
     graph.node.extend(nodes)
-    return _finish(model, logits, labels)
+    return _finish(model, logits, prototypes.shape[0])
 
 
 def append_linear_head(model: onnx.ModelProto, weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
@@ -136,9 +145,9 @@ def head_matrices(model_dir) -> tuple[np.ndarray, np.ndarray]:
 
     model = onnx.load(str(Path(model_dir) / "model.onnx"))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name.startswith("head/")}
-    if "head/descriptions_t" in init:
-        weight = init["head/descriptions_t"] @ init["head/averaging"] * init["head/inv_temperature"]
-        bias = init.get("head/bias", np.zeros(weight.shape[1], dtype=np.float32))
+    if "head/prototypes_t" in init:
+        weight = init["head/prototypes_t"] * init["head/inv_temperature"]
+        bias = -init["head/centre"] @ weight + init.get("head/bias", 0)
     elif "head/weight" in init:
         weight, bias = init["head/weight"].T, init["head/bias"]
     else:
