@@ -28,6 +28,7 @@ model: $(VENV)/.installed
 
 demo: model
 	$(CLI) run samples/lyrics.csv -o build/demo/lyrics.classified.csv
+	$(PY) samples/show.py build/demo/lyrics.classified.csv
 
 test: model node_modules/.installed
 	$(PY) -m pytest

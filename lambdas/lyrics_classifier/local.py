@@ -392,6 +392,8 @@ def _run_command(args: argparse.Namespace) -> int:
     from .cli import UserError
 
     if not args.verbose:
+        # The handlers' Powertools loggers read their level when first imported, below.
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "lyrics-classifier")).setLevel(logging.WARNING)
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         # Merge's metrics are disabled locally; Powertools still warns when a failed run adds none.
