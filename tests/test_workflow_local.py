@@ -161,6 +161,7 @@ def test_classify_that_always_fails_ends_in_the_failure_report_and_no_result(tmp
     with pytest.raises(local.RunFailed, match=r"1 of 3 chunks were not classified: chunk 1") as excinfo:
         run(tmp_path, "lyrics\n" + "a song line\n" * 6, chunk_rows=2, handlers=handlers)
     assert excinfo.value.report["execution_id"].startswith("local-")
+    assert excinfo.value.first_error == "Classify: MemoryError: Runtime exited: out of memory"
     csv_path, summary_path, error_path = local.output_paths(tmp_path / "songs.csv", None)
     assert error_path.exists() and not csv_path.exists() and not summary_path.exists()
 
@@ -191,6 +192,8 @@ def test_cli_run_failure_is_a_readable_reason_not_a_traceback(tmp_path):
     assert "failure report: songs.error.json" in done.stderr
     missing = _cli("run", "nope.csv", cwd=tmp_path)
     assert missing.returncode == 2 and "error: nope.csv: no such file" in missing.stderr
+    no_model = _cli("run", "songs.csv", "--model", "absent", cwd=tmp_path)
+    assert no_model.returncode == 2 and "error: no model at absent (model.onnx is missing)" in no_model.stderr
 
 
 def test_cli_run_help_explains_the_options(tmp_path):

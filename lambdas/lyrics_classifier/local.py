@@ -45,9 +45,10 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 class RunFailed(Exception):
     """The execution failed; the message is the failure report's readable reason."""
 
-    def __init__(self, reason: str, report: dict[str, Any] | None = None):
+    def __init__(self, reason: str, report: dict[str, Any] | None = None, first_error: str | None = None):
         super().__init__(reason)
         self.report = report
+        self.first_error = first_error  # what the first failing handler raised, for the user
 
 
 def cpu_count() -> int:
@@ -95,7 +96,13 @@ class Progress:
     rows_total: int | None = None
     chunks_done: int = 0
     rows_done: int = 0
+    first_error: str | None = None  # "Function: ErrorType: message" of the first failed invoke
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record_error(self, function: str, exc: Exception) -> None:
+        with self.lock:
+            if self.first_error is None:
+                self.first_error = f"{function}: {type(exc).__name__}: {exc}"
 
     def record(self, function: str, result: dict[str, Any]) -> None:
         with self.lock:
@@ -129,6 +136,7 @@ class LambdaRouter:
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
             headers["X-Amz-Function-Error"] = "Unhandled"
+            self.progress.record_error(name, exc)
         else:
             self.progress.record(name, result)
         body = json.dumps(result).encode("utf-8")
@@ -229,6 +237,11 @@ def run_workflow(
         raise ValueError("--concurrency must be at least 1")
     csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
     model_dir = Path(model_dir) if model_dir else default_model_dir()
+    if not (model_dir / "model.onnx").is_file():
+        raise FileNotFoundError(
+            f"no model at {model_dir} (model.onnx is missing): build the default one with "
+            f"`lyrics-classifier build-model --out {model_dir}` (or `make model`), or pass --model DIR"
+        )
     environment = {
         "AWS_DEFAULT_REGION": REGION,
         "OUTPUT_BUCKET": OUTPUT_BUCKET,
@@ -305,7 +318,7 @@ def _execute(
             if report:
                 error_path.parent.mkdir(parents=True, exist_ok=True)
                 error_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            raise RunFailed(reason, report)
+            raise RunFailed(reason, report, progress.first_error)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
         summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
@@ -415,7 +428,9 @@ def _run_command(args: argparse.Namespace) -> int:
         if reporter:
             reporter.finish()
         print(f"error: {exc}", file=sys.stderr)
-        csv_path, _, error_path = output_paths(args.input, args.output)
+        if exc.first_error and exc.first_error.split(": ", 2)[-1] not in str(exc):
+            print(f"first error: {exc.first_error}", file=sys.stderr)
+        _, _, error_path = output_paths(args.input, args.output)
         if exc.report:
             print(f"failure report: {error_path}", file=sys.stderr)
         return 1
