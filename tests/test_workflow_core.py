@@ -200,3 +200,12 @@ def test_every_row_once_in_order_with_original_columns(classifier, generated, ch
         # A row is either classified or rejected with a reason (e.g. no recognisable tokens).
         assert (label in classifier.labels) != bool(error)
     assert merged["rows_classified"] + merged["rows_rejected"] == len(rows)
+
+
+def test_invalid_utf16_is_refused_readably(s3):
+    import codecs
+
+    body = codecs.BOM_UTF16_LE + "id,lyrics\n1,x\n".encode("utf-16-le") + b"\x00\xd8"  # a lone surrogate
+    s3.put_object(Bucket=IN, Key="songs.csv", Body=body)
+    with pytest.raises(InputError, match=r"the file is not valid utf-16 text"):
+        split_input(s3, input_bucket=IN, input_key="songs.csv", work_bucket=OUT, run_id="r")

@@ -170,9 +170,9 @@ def split_input(
     encoding = detect_encoding(head)
     try:
         layout = _write_chunks(s3, stream, encoding, work_bucket, run_id, chunk_rows, text_column)
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         if encoding != "utf-8":
-            raise
+            raise InputError(f"the file is not valid {encoding} text ({exc.reason} at byte {exc.start} of a block)") from None
         # The head looked like UTF-8 but a later byte is not: the whole file is re-read in
         # the 8-bit encoding. Chunk keys depend only on row numbers, so they are rewritten.
         encoding = fallback_encoding(head)

@@ -20,7 +20,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         s3_client(),
         bucket=output_bucket(),
         input_bucket=detail["bucket"]["name"],
-        input_key=detail["object"]["key"],
+        # Split's key is the decoded one when the event's key was URL-encoded.
+        input_key=event["event"].get("split", {}).get("input_key") or detail["object"]["key"],
         run_id=event["run_id"],
         error=failure.get("Error", ""),
         cause=failure.get("Cause", ""),
