@@ -13,7 +13,11 @@ sample snippets, median ~250 words, tail to ~1,000):
     that costs per million lyrics on arm64 Lambda;
   * zero-shot accuracy on the samples (tuning half and held-out half) and on the corpus.
 
-    python bench/model_speed.py [--songs 600] [--model models/default]
+    python bench/model_speed.py [--songs 500] [--repeats 3] [--model models/default]
+
+The machine may be shared: every system is timed on the same 100 songs in turn, `repeats`
+times, and each keeps its fastest time per chunk (bursts of foreign load are filtered out
+rather than averaged in).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARM64_PRICE_PER_GB_SECOND = 0.0000133334
 PRICE_PER_MILLION_REQUESTS = 0.20
 RECOMMENDED_MEMORY_MB = 1769  # one full vCPU: the runtime then uses one intra-op thread
-CHUNK = 250  # lyrics per classify call (like one Lambda chunk)
+CHUNK = 100  # songs per timed unit and per classify call
 
 
 def split_samples(path: Path = SAMPLES) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -66,18 +70,6 @@ def accuracy(classifier, items) -> float:
     return sum(p.label == g for p, (_, g) in zip(predictions, items)) / len(items)
 
 
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    """(best wall seconds, CPU seconds of that run, result) over `repeats` runs."""
-    best = (float("inf"), 0.0, None)
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if wall < best[0]:
-            best = (wall, cpu, result)
-    return best
-
-
 def load_time(model_dir: Path, runs: int = 5) -> tuple[float, float]:
     """Median seconds of Classifier.load in a fresh process (imports excluded, then included)."""
     code = (
@@ -98,7 +90,7 @@ def load_time(model_dir: Path, runs: int = 5) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs", type=int, default=600)
+    parser.add_argument("--songs", type=int, default=500)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="labelled snippets (id,lyrics,genre)")
@@ -128,57 +120,79 @@ def main() -> None:
           f"(with imports {load_total * 1000:.0f} ms), median of 5 fresh processes")
 
     classifier = Classifier.load(args.model, threads=cores)
+    single = Classifier.load(args.model, threads=1)  # one vCPU: the Lambda cost
     labels = classifier.labels
-
-    def run_runtime(clf):
-        out = []
-        for start in range(0, len(texts), CHUNK):
-            out.extend(clf.classify(texts[start : start + CHUNK]))
-        return out
-
-    run_runtime(classifier)  # warm up
     engine = classifier._engine
-    engine.dedupe = False
-    nd_wall, _, nd_pred = timed(lambda: run_runtime(classifier), 1)
-    nd_windows = sum(p.windows for p in nd_pred)
-    nd_acc = sum(p.label == g for p, g in zip(nd_pred, genres)) / len(genres)
-    engine.dedupe = True
-
-    # one thread: CPU ms per lyric at 1 vCPU, for the Lambda cost
-    single = Classifier.load(args.model, threads=1)
-    run_runtime(single)
-    one_wall, one_cpu, _ = timed(lambda: run_runtime(single), 1)
-
     weight, bias = head_matrices(args.model)
     st = SentenceTransformer(str(default_source()), device="cpu")
+    st_windows = SentenceTransformer(str(default_source()), device="cpu")
+    st_windows.max_seq_length = engine.max_tokens
 
-    def run_baseline(items, **kw):
-        embeddings = st.encode(items, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, **kw)
-        logits = embeddings @ weight + bias
-        return [labels[i] for i in logits.argmax(axis=1)]
+    def runtime(clf, dedupe=True):
+        def run(items):
+            clf._engine.dedupe = dedupe
+            try:
+                return [p.label for p in clf.classify(items)]
+            finally:
+                clf._engine.dedupe = True
+        return run
 
-    run_baseline(texts[:64])
-    # interleaved, best of `repeats` each: this machine is shared, so noise hits both alike
-    rt_wall = st_wall = float("inf")
-    for _ in range(args.repeats):
-        wall, cpu, result = timed(lambda: run_runtime(classifier), 1)
-        if wall < rt_wall:
-            rt_wall, rt_cpu, rt_pred = wall, cpu, result
-        wall, cpu, result = timed(lambda: run_baseline(texts), 1)
-        if wall < st_wall:
-            st_wall, st_cpu, st_pred = wall, cpu, result
-    st_acc = sum(p == g for p, g in zip(st_pred, genres)) / len(genres)
-    windows = sum(p.windows for p in rt_pred)
-    rt_acc = sum(p.label == g for p, g in zip(rt_pred, genres)) / len(genres)
+    def baseline(items, threads=cores):
+        torch.set_num_threads(threads)
+        embeddings = st.encode(items, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        torch.set_num_threads(cores)
+        return [labels[i] for i in (embeddings @ weight + bias).argmax(axis=1)]
 
-    # the baseline on exactly the runtime's windows (same tokens): per-token speed only
-    window_texts = []
+    def baseline_on_windows(items):
+        # exactly the runtime's windows (same tokens), decoded: the per-token speed only
+        per_text, _ = engine.windows(items)
+        windows = [engine.tokenizer.decode(e.ids) for encs in per_text for e in encs]
+        start = time.perf_counter()
+        st_windows.encode(windows, batch_size=32, convert_to_numpy=True)
+        return time.perf_counter() - start
+
+    systems = {
+        "runtime": runtime(classifier),
+        "runtime, no dedupe": runtime(classifier, dedupe=False),
+        "runtime, 1 thread": runtime(single),
+        "baseline": baseline,
+        "baseline, 1 thread": lambda items: baseline(items, threads=1),
+    }
+    for fn in systems.values():
+        fn(texts[:40])  # warm up
+    baseline_on_windows(texts[:40])
+    # The machine is shared and noisy: time every system on the same chunk of songs, one
+    # after the other, `repeats` times, and keep each system's fastest time per chunk.
+    wall = dict.fromkeys([*systems, "baseline on windows"], 0.0)
+    cpu = dict.fromkeys(systems, 0.0)
+    predictions: dict[str, list[str]] = {name: [] for name in systems}
     for start in range(0, len(texts), CHUNK):
-        per_text, _ = engine.windows(texts[start : start + CHUNK])
-        for encs in per_text:
-            window_texts.extend(engine.tokenizer.decode(e.ids) for e in encs)
-    st.max_seq_length = engine.max_tokens
-    sw_wall, _, _ = timed(lambda: st.encode(window_texts, batch_size=32, convert_to_numpy=True), 1)
+        chunk = texts[start : start + CHUNK]
+        best = {name: (float("inf"), 0.0) for name in wall}
+        for _ in range(args.repeats):
+            for name, fn in systems.items():
+                w, c = time.perf_counter(), time.process_time()
+                result = fn(chunk)
+                w, c = time.perf_counter() - w, time.process_time() - c
+                best[name] = min(best[name], (w, c))
+                if len(predictions[name]) < start + len(chunk):
+                    predictions[name].extend(result)
+            best["baseline on windows"] = min(best["baseline on windows"], (baseline_on_windows(chunk), 0.0))
+        for name, (w, c) in best.items():
+            wall[name] += w
+            if name in cpu:
+                cpu[name] += c
+    accuracy_of = {name: sum(p == g for p, g in zip(preds, genres)) / len(genres) for name, preds in predictions.items()}
+    counts = {
+        "runtime": sum(len(w) for w in engine.windows(texts)[0]),
+    }
+    engine.dedupe = False
+    counts["runtime, no dedupe"] = sum(len(w) for w in engine.windows(texts)[0])
+    engine.dedupe = True
+    rt_wall, st_wall, nd_wall, sw_wall = (wall[k] for k in ("runtime", "baseline", "runtime, no dedupe", "baseline on windows"))
+    rt_cpu, one_wall, one_cpu = cpu["runtime"], wall["runtime, 1 thread"], cpu["runtime, 1 thread"]
+    windows, nd_windows = counts["runtime"], counts["runtime, no dedupe"]
+    rt_acc, nd_acc, st_acc = accuracy_of["runtime"], accuracy_of["runtime, no dedupe"], accuracy_of["baseline"]
 
     n = len(texts)
     print()
@@ -186,8 +200,11 @@ def main() -> None:
     print(f"{'runtime: onnxruntime int8, whole lyric, lines once':52s} {n / rt_wall:9.1f} {windows:8d} {rt_acc:10.1%}")
     print(f"{'runtime, every repeated line encoded':52s} {n / nd_wall:9.1f} {nd_windows:8d} {nd_acc:10.1%}")
     print(f"{'baseline: sentence-transformers encode, fp32, 256 tok':52s} {n / st_wall:9.1f} {'-':>8s} {st_acc:10.1%}")
-    print(f"{'baseline on the runtime windows (same tokens)':52s} {n / sw_wall:9.1f} {len(window_texts):8d} {'':>10s}")
-    print(f"speed-up over the baseline: {st_wall / rt_wall:.1f}x "
+    print(f"{'baseline on the runtime windows (same tokens)':52s} {n / sw_wall:9.1f} {windows:8d} {'':>10s}")
+    print(f"{'runtime, 1 thread':52s} {n / one_wall:9.1f} {windows:8d}")
+    print(f"{'baseline, 1 thread':52s} {n / wall['baseline, 1 thread']:9.1f}")
+    print(f"speed-up over the baseline: {st_wall / rt_wall:.1f}x on {cores} threads, "
+          f"{wall['baseline, 1 thread'] / one_wall:.1f}x on 1 thread "
           f"(per token on identical windows: {sw_wall / rt_wall:.1f}x; "
           f"without line dedupe: {st_wall / nd_wall:.1f}x)")
 
@@ -196,13 +213,13 @@ def main() -> None:
     # Lambda bills wall time; with one vCPU the wall time per lyric is about the CPU time
     seconds = max(one_wall, one_cpu) / n
     cost = seconds * gb * ARM64_PRICE_PER_GB_SECOND * 1e6
-    requests = 1e6 / CHUNK * PRICE_PER_MILLION_REQUESTS / 1e6
+    requests = 1e6 / 500 * PRICE_PER_MILLION_REQUESTS / 1e6  # the stack's default chunk_rows
     print()
     print(f"one thread: {n / one_wall:.1f} lyrics/s, {ms_per_lyric:.1f} CPU ms per lyric "
           f"({rt_cpu / n * 1000:.1f} CPU ms per lyric on {cores} threads)")
     print(f"cost per million lyrics on arm64 Lambda at {RECOMMENDED_MEMORY_MB} MB (1 vCPU) and "
-          f"${ARM64_PRICE_PER_GB_SECOND}/GB-s: ${cost:.2f} compute + ${requests:.3f} requests "
-          f"({CHUNK} lyrics per invocation); measured on this x86_64 machine, Graviton speed differs")
+          f"${ARM64_PRICE_PER_GB_SECOND}/GB-s: ${cost:.2f} compute + ${requests:.4f} requests "
+          f"(500 lyrics per invocation); measured on this x86_64 machine, Graviton speed differs")
 
     tune, held = split_samples(args.samples)
     print()
@@ -210,7 +227,7 @@ def main() -> None:
           f"({len(tune)}), held-out half {accuracy(classifier, held):.1%} ({len(held)})")
     summary = {
         "songs": n, "runtime_lyrics_per_s": n / rt_wall, "baseline_lyrics_per_s": n / st_wall,
-        "ratio": st_wall / rt_wall, "load_ms": load * 1000, "cpu_ms_per_lyric": ms_per_lyric,
+        "ratio": st_wall / rt_wall, "ratio_1_thread": wall["baseline, 1 thread"] / one_wall, "load_ms": load * 1000, "cpu_ms_per_lyric": ms_per_lyric,
         "cost_per_million_usd": cost, "corpus_accuracy": rt_acc, "baseline_corpus_accuracy": st_acc,
     }
     out = REPO / "bench" / "out"
