@@ -27,20 +27,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 STEP = r"""
-import json, resource, sys, time, boto3
+import json, sys, time, boto3
 from lyrics_classifier import workflow
+def peak_kb():
+    # VmHWM is this process's own high-water mark (ru_maxrss would include the parent's,
+    # which Linux carries across fork + exec).
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM")).split()[1])
 args = json.loads(sys.argv[1])
 s3 = boto3.client("s3", endpoint_url=args["endpoint"], region_name="us-east-1",
                   aws_access_key_id="bench", aws_secret_access_key="bench")
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+baseline = peak_kb()
 started = time.perf_counter()
 if args["step"] == "split":
-    out = workflow.split_input(s3, input_bucket="in", input_key=args["key"], work_bucket="out",
+    out = workflow.split_input(s3, input_bucket="bench-in", input_key=args["key"], work_bucket="bench-out",
                                run_id=args["run_id"], chunk_rows=args["chunk_rows"])
 else:
-    out = workflow.merge_results(s3, bucket="out", run_id=args["run_id"])
+    out = workflow.merge_results(s3, bucket="bench-out", run_id=args["run_id"])
 print(json.dumps({"seconds": time.perf_counter() - started, "baseline_kb": baseline,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "result": out}))
+                  "peak_kb": peak_kb(), "result": out}))
 """
 
 WORDS = (
@@ -91,13 +96,14 @@ def split_merge_memory(rows_list: list[int], chunk_rows: int, model_dir: Path) -
     try:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="bench", aws_secret_access_key="bench")
-        for _ in range(100):
+        for _ in range(100):  # until the server answers
             try:
-                s3.create_bucket(Bucket="in")
+                s3.list_buckets()
                 break
             except Exception:
                 time.sleep(0.1)
-        s3.create_bucket(Bucket="out")
+        s3.create_bucket(Bucket="bench-in")
+        s3.create_bucket(Bucket="bench-out")
         classifier = Classifier.load(model_dir)
         print(f"\n== Split and Merge memory (chunk {chunk_rows:,} rows; each step in its own process)")
         print(f"{'rows':>9} {'file MB':>8} {'split peak MB':>14} {'merge peak MB':>14} "
@@ -107,16 +113,16 @@ def split_merge_memory(rows_list: list[int], chunk_rows: int, model_dir: Path) -
                 path = Path(tmp) / f"wide-{rows}.csv"
                 write_wide_csv(path, rows)
                 key = path.name
-                s3.upload_file(str(path), "in", key)
+                s3.upload_file(str(path), "bench-in", key)
                 size_mb = path.stat().st_size / 1e6
             run_id = f"bench-{rows}"
             split = run_step(endpoint, step="split", key=key, run_id=run_id, chunk_rows=chunk_rows)
             for index in range(split["result"]["chunks"]):
-                workflow.classify_chunk(s3, classifier, bucket="out", run_id=run_id, index=index,
+                workflow.classify_chunk(s3, classifier, bucket="bench-out", run_id=run_id, index=index,
                                         text_column_index=split["result"]["text_column_index"])
             merge = run_step(endpoint, step="merge", run_id=run_id)
             assert merge["result"]["rows_in"] == rows
-            output_mb = s3.head_object(Bucket="out", Key=merge["result"]["result_key"])["ContentLength"] / 1e6
+            output_mb = s3.head_object(Bucket="bench-out", Key=merge["result"]["result_key"])["ContentLength"] / 1e6
             print(f"{rows:>9,} {size_mb:>8.1f} {split['peak_kb'] / 1024:>14.1f} {merge['peak_kb'] / 1024:>14.1f} "
                   f"{split['baseline_kb'] / 1024:>18.1f} {split['seconds']:>8.1f} {merge['seconds']:>8.1f} "
                   f"{output_mb:>10.1f}")
