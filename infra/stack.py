@@ -284,13 +284,11 @@ class LyricsClassifierStack(Stack):
         self._allow(self.merge_fn, ["s3:GetObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.merge_fn, ["s3:PutObject", "s3:AbortMultipartUpload"], [self.output_objects(RESULTS_PREFIX)])
         self._allow_list(self.merge_fn, self.output_bucket)
-        self._allow(self.report_failure_fn, ["s3:GetObject"], [self.output_objects(WORK_PREFIX)])
         self._allow(self.report_failure_fn, ["s3:PutObject"], [self.output_objects(FAILED_PREFIX)])
-        self._allow_list(self.report_failure_fn, self.output_bucket)
 
         out = ref(self, self.output_bucket, "Arn")
         inp = ref(self, self.input_bucket, "Arn")
-        for fn in self.functions.values():
+        for fn in (self.split_fn, self.classify_fn, self.merge_fn):  # report-failure never reads runs/
             acknowledge(fn.role, f"AwsSolutions-IAM5[Resource::{out}/{WORK_PREFIX}*]", _WORK_AREA_REASON)
         acknowledge(
             self.split_fn.role,
