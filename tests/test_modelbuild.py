@@ -124,6 +124,20 @@ def test_int8_agrees_with_fp32_on_a_lyrics_corpus(tmp_path: Path, default_model_
     assert agreement >= 0.99
 
 
+def test_offline_fusion_builds_an_equivalent_model(tmp_path: Path, default_model_dir: Path) -> None:
+    """--fusion offline (onnxruntime's transformer optimiser before quantising) loads and
+    classifies like the default, which leaves the fusions to onnxruntime at load time."""
+    fused = tmp_path / "fused"
+    build_model(fused, options=Options(fusion="offline"), log=quiet)
+    config = json.loads((fused / "config.json").read_text())
+    assert "offline" in config["graph_fusion"]
+    texts = ["Baila conmigo, mi amor, toda la noche", "Spittin' bars on the mic with my crew",
+             "Pickup truck, cold beer, dirt road, boots on the porch"]
+    a = Classifier.load(fused).classify(texts)
+    b = Classifier.load(default_model_dir).classify(texts)
+    assert [p.label for p in a] == [p.label for p in b] == ["latin", "hip hop", "country"]
+
+
 def test_labels_file_forms(tmp_path: Path) -> None:
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps(["jazz", "metal"]))

@@ -100,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "build-model",
         help="build the default zero-shot model directory (offline; cached)",
         description="Export the source sentence encoder to ONNX, optimise and quantise it, and "
-                    "append a zero-shot head: cosine similarity to each label's descriptions, "
-                    "temperature, softmax. A no-op when nothing changed.",
+                    "append a zero-shot head: cosine similarity to each label's prototype (the "
+                    "mean embedding of its descriptions), temperature, softmax. A no-op when "
+                    "nothing changed.",
     )
     build.add_argument("--labels", type=Path, metavar="FILE",
                        help="labels file: {\"temperature\": t, \"labels\": {label: [descriptions]}} "
