@@ -22,9 +22,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "architecture": ("arm64", "Lambda architecture: `arm64` or `x86_64` (wheels are bundled to match)"),
     "model_dir": ("models/default", "model directory copied into the classify asset at `model/` (relative to the repo)"),
     "bundling": ("auto", "`auto`: pip on this machine, Docker if pip cannot run; `docker`: always the SAM build image"),
-    # 2048 MB is a starting value (a little over one vCPU, room for the ~23 MB int8 model and
-    # onnxruntime's arenas); tune it from `make bench` (lyrics/s per GB-second).
-    "classify_memory_mb": (2048, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
+    # 1,769 MB buys exactly one vCPU, which the runtime uses with one onnxruntime thread
+    # (bench/model_speed.py: 20.5 ms CPU per lyric); more memory buys CPU the single thread
+    # cannot use, less slows classification in proportion.
+    "classify_memory_mb": (1769, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
     "classify_timeout_s": (300, "classify function timeout (seconds) for one chunk"),
     "classify_reserved_concurrency": (0, "reserved concurrency of the classify function (0 = unreserved)"),
     "split_memory_mb": (512, "split function memory (MB)"),

@@ -209,7 +209,7 @@ def test_resource_inventory_with_cdk_assertions(synth):
             "Handler": "lyrics_classifier.handlers.classify.handler",
             "Runtime": "python3.12",
             "Architectures": ["arm64"],
-            "MemorySize": 2048,
+            "MemorySize": 1769,
             "TracingConfig": {"Mode": "Active"},
             "Environment": {"Variables": Match.object_like({"MODEL_DIR": "/var/task/model"})},
         },
