@@ -192,6 +192,8 @@ def test_cli_run_failure_is_a_readable_reason_not_a_traceback(tmp_path):
     assert "failure report: songs.error.json" in done.stderr
     missing = _cli("run", "nope.csv", cwd=tmp_path)
     assert missing.returncode == 2 and "error: nope.csv: no such file" in missing.stderr
+    same = _cli("run", "songs.csv", "-o", "songs.csv", cwd=tmp_path)
+    assert same.returncode == 2 and "error: --output songs.csv is the input file" in same.stderr
     no_model = _cli("run", "songs.csv", "--model", "absent", cwd=tmp_path)
     assert no_model.returncode == 2 and "error: no model at absent (model.onnx is missing)" in no_model.stderr
 

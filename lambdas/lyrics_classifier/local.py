@@ -236,6 +236,8 @@ def run_workflow(
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
     csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
+    if csv_path.resolve() == input_path.resolve():
+        raise ValueError(f"--output {csv_path} is the input file; choose another name")
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     if not (model_dir / "model.onnx").is_file():
         raise FileNotFoundError(
@@ -323,6 +325,7 @@ def _execute(
         s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
         summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
         summary_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        error_path.unlink(missing_ok=True)  # a failure report of an earlier run of this file
     return RunResult(
         status=status,
         execution_name=name,
