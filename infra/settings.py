@@ -23,7 +23,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "model_dir": ("models/default", "model directory copied into the classify asset at `model/` (relative to the repo)"),
     "bundling": ("auto", "`auto`: pip on this machine, Docker if pip cannot run; `docker`: always the SAM build image"),
     # 1,769 MB buys exactly one vCPU, which the runtime uses with one onnxruntime thread
-    # (bench/model_speed.py: 20.5 ms CPU per lyric); more memory buys CPU the single thread
+    # (bench/model_speed.py: about 21 ms CPU per lyric); more memory buys CPU the single thread
     # cannot use, less slows classification in proportion.
     "classify_memory_mb": (1769, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
     "classify_timeout_s": (300, "classify function timeout (seconds) for one chunk"),
