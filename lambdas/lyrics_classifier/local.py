@@ -318,13 +318,12 @@ def _execute(
                 f"{failed_items} chunks failed to classify" if failed_items else f"execution {status}"
             )
             if report:
-                error_path.parent.mkdir(parents=True, exist_ok=True)
-                error_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                _write_json(error_path, report)
             raise RunFailed(reason, report, progress.first_error)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
         summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
-        summary_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_json(summary_path, summary)
         error_path.unlink(missing_ok=True)  # a failure report of an earlier run of this file
     return RunResult(
         status=status,
@@ -357,6 +356,11 @@ def _failed_map_items(sfn: Any, execution_arn: str) -> int:
         counts = sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"]
         failed += counts.get("failed", 0) + counts.get("timedOut", 0) + counts.get("aborted", 0)
     return failed
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _read_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:

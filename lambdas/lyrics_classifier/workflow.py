@@ -456,14 +456,15 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
             "merge_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    _put_json(s3, bucket, summary_key(run["input"]["key"]), summary)
+    summary_out = summary_key(run["input"]["key"])
+    _put_json(s3, bucket, summary_out, summary)
     return {
         "rows_in": summary["rows_in"],
         "rows_classified": rows_classified,
         "rows_rejected": summary["rows_rejected"],
         "bucket": bucket,
         "result_key": out_key,
-        "summary_key": summary_key(run["input"]["key"]),
+        "summary_key": summary_out,
     }
 
 
