@@ -37,7 +37,7 @@ def test_model_directory_format(default_model_dir: Path) -> None:
     config = json.loads((default_model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "rock", "1": "pop", "2": "hip hop", "3": "country", "4": "latin"}
     assert config["kind"] == "zero-shot"
-    assert config["max_tokens"] == 128 and config["window_stride"] == 16 and config["max_windows"] == 16
+    assert config["max_tokens"] == 128 and config["window_stride"] == 16 and config["max_windows"] == 3
     assert config["pooling"] == "mean" and config["normalize"] is True
     assert config["precision"] == "int8"
     assert config["source"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -116,7 +116,8 @@ def test_int8_agrees_with_fp32_on_a_lyrics_corpus(tmp_path: Path, default_model_
     fp32 = tmp_path / "fp32"
     build_model(fp32, options=Options(precision="fp32"), log=quiet)
     assert (fp32 / "model.onnx").stat().st_size > 3 * (default_model_dir / "model.onnx").stat().st_size
-    texts = [lyrics for lyrics, _ in make_corpus(300, seed=1)]
+    # 1,000 songs: on 300 one flip moves the rate by a third of a point
+    texts = [lyrics for lyrics, _ in make_corpus(1000, seed=1)]
     int8_labels = [p.label for p in Classifier.load(default_model_dir).classify(texts)]
     fp32_labels = [p.label for p in Classifier.load(fp32).classify(texts)]
     agreement = sum(a == b for a, b in zip(int8_labels, fp32_labels)) / len(texts)

@@ -88,20 +88,35 @@ def test_input_order_is_preserved_across_length_sorted_batches(classifier: Class
     ]
 
 
-def test_long_lyrics_use_overlapping_windows(classifier: Classifier) -> None:
+def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None:
     engine = classifier._engine
-    text = "\n".join(f"line {i}: " + " ".join(f"word{i}x{j}" for j in range(8)) for i in range(20))
-    (windows,), (error,) = engine.windows([text])
+    lines = [f"line {i}: " + " ".join(f"word{i}x{j}" for j in range(4)) for i in range(12)]
+    (windows,), (error,) = engine.windows(["\n".join(lines)])
     assert error is None
     assert 2 <= len(windows) <= engine.max_windows
     for window in windows:
         assert len(window.ids) <= engine.max_tokens
+        assert window.special_tokens_mask[0] == window.special_tokens_mask[-1] == 1  # [CLS] ... [SEP]
+    # every token of the lyric exactly once, in order, and no line cut in two
+    content = [t for w in windows for t, special in zip(w.ids, w.special_tokens_mask) if not special]
+    assert content == engine.line_tokenizer.encode("\n".join(lines), add_special_tokens=False).ids
+    decoded = [engine.tokenizer.decode(w.ids) for w in windows]
+    for i in range(len(lines)):
+        assert sum(f"line {i} : word{i}x0 word{i}x1 word{i}x2 word{i}x3" in d for d in decoded) == 1
+    (prediction,) = classifier.classify(["\n".join(lines)])
+    assert prediction.windows == len(windows)
+
+
+def test_a_line_longer_than_a_window_is_cut_into_overlapping_windows(classifier: Classifier) -> None:
+    engine = classifier._engine
+    text = " ".join(f"word{j}" for j in range(100))  # one line of ~200 tokens
+    (windows,), (error,) = engine.windows([text])
+    assert error is None and len(windows) == 2
     first, second = windows[0].ids, windows[1].ids
-    # consecutive windows share `stride` content tokens: [CLS] a... [SEP], [CLS] ...a-tail b... [SEP]
+    assert len(first) == engine.max_tokens
+    # the two windows share `stride` tokens: [CLS] a... [SEP], [CLS] ...a-tail b... [SEP]
     shared = engine.stride
     assert first[-1 - shared : -1] == second[1 : 1 + shared]
-    (prediction,) = classifier.classify([text])
-    assert prediction.windows == len(windows)
 
 
 def test_windows_are_capped_and_spread_over_the_lyric(classifier: Classifier) -> None:

@@ -16,11 +16,14 @@ exported to ONNX (config.json with id2label). Both produce per-window logits; a 
 logits are the mean over its windows, then softmax. For the built-in heads (linear in the
 pooled sentence embedding) that equals applying the head to the mean window embedding.
 
-Long lyrics are split into overlapping token windows (``max_tokens`` tokens including the
-special tokens, consecutive windows sharing ``window_stride`` tokens, as in Hugging Face's
-``stride``). At most ``max_windows`` windows per lyric are run, spread evenly over the
-lyric, and an over-long text is sampled to a bounded number of characters *before*
-tokenisation, so a 1 MB lyric costs about as much as a long song.
+Long lyrics are not truncated: they are cut into token windows of at most ``max_tokens``
+tokens (special tokens included). Windows follow the lyric's lines: whole lines are packed
+into a window until the next one would not fit, so no line is cut in two and no token is
+encoded twice. Only a single line longer than a window is cut, into windows that share
+``window_stride`` tokens (Hugging Face's ``stride``). At most ``max_windows`` windows per
+lyric are run, spread evenly over the lyric, and an over-long text is sampled to a bounded
+number of characters *before* tokenisation, so a 1 MB lyric costs about as much as a long
+song.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ DEFAULT_MAX_TOKENS = 128
 DEFAULT_STRIDE = 32
 DEFAULT_MAX_WINDOWS = 16
 CHARS_PER_TOKEN_BUDGET = 8  # generous: English lyrics average ~4-5 characters per token
-BATCH_TOKENS = 2048  # padded tokens per onnxruntime call (small batches stay in cache)
-BATCH_WINDOWS = 16
+BATCH_TOKENS = 1024  # padded tokens per onnxruntime call: 8 x 128 measured ~10% faster than 16 x 128
+BATCH_WINDOWS = 8
 GROUP_TEXTS = 512  # texts tokenised and sorted together (bounds memory on big chunks)
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
@@ -189,7 +192,13 @@ class _Engine:
         self.dedupe = bool(config.get("dedupe_lines", False))
         self.char_budget = self.max_windows * self.max_tokens * CHARS_PER_TOKEN_BUDGET
         self.tokenizer.no_padding()
+        # Two tokenizers: lines are encoded whole (no special tokens, no truncation); packed
+        # windows are finished by the post-processor, which adds [CLS]/[SEP] and cuts an
+        # over-long line into overlapping windows.
+        self.line_tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+        self.line_tokenizer.no_truncation()
         self.tokenizer.enable_truncation(max_length=self.max_tokens, stride=self.stride)
+        self.window_budget = self.max_tokens - self.tokenizer.num_special_tokens_to_add(False)
         pad_id = config.get("pad_token_id")
         if pad_id is None:
             for token in ("[PAD]", "<pad>", "<PAD>"):
@@ -204,10 +213,9 @@ class _Engine:
             return ("lyrics missing",) if text is None else ("lyrics are not text",)
         if not text.strip():
             return ("empty lyrics",)
-        text = sample_text(text, self.char_budget, self.max_windows)
-        if self.dedupe:
+        if self.dedupe:  # before sampling, so that the sample is of distinct lines
             text = dedupe_lines(text)
-        return text
+        return sample_text(text, self.char_budget, self.max_windows)
 
     def windows(self, texts: Sequence[Any]) -> tuple[list[list[Any]], list[str | None]]:
         """Per text, its windows as Encoding objects (or an error)."""
@@ -215,15 +223,38 @@ class _Engine:
         errors: list[str | None] = [p[0] if isinstance(p, tuple) else None for p in prepared]
         todo = [i for i, p in enumerate(prepared) if isinstance(p, str)]
         result: list[list[Any]] = [[] for _ in texts]
-        if todo:
-            encodings = self.tokenizer.encode_batch([prepared[i] for i in todo])
-            for i, enc in zip(todo, encodings, strict=True):
-                parts = [enc, *enc.overflowing]
-                if not any(0 in part.special_tokens_mask for part in parts):
-                    errors[i] = "lyrics contain no recognisable tokens"
-                    continue
-                result[i] = [parts[k] for k in _pick_windows(len(parts), self.max_windows)]
+        lines = [(i, line) for i in todo for line in prepared[i].splitlines() if line.strip()]
+        encodings = self.line_tokenizer.encode_batch([line for _, line in lines], add_special_tokens=False)
+        per_text: dict[int, list[Any]] = {i: [] for i in todo}
+        for (i, _), enc in zip(lines, encodings, strict=True):
+            if enc.ids:
+                per_text[i].append(enc)
+        for i, line_encodings in per_text.items():
+            if not line_encodings:
+                errors[i] = "lyrics contain no recognisable tokens"
+                continue
+            parts = self.pack(line_encodings)
+            result[i] = [parts[k] for k in _pick_windows(len(parts), self.max_windows)]
         return result, errors
+
+    def pack(self, lines: list[Any]) -> list[Any]:
+        """Windows from consecutive line encodings: whole lines while they fit."""
+        from tokenizers import Encoding
+
+        groups: list[list[Any]] = []
+        used = self.window_budget
+        for line in lines:
+            if used + len(line.ids) > self.window_budget:
+                groups.append([])
+                used = 0
+            groups[-1].append(line)
+            used += len(line.ids)
+        windows = []
+        for group in groups:
+            merged = group[0] if len(group) == 1 else Encoding.merge(group, growing_offsets=True)
+            window = self.tokenizer.post_process(merged)
+            windows.extend([window, *window.overflowing])
+        return windows
 
     def run(self, encodings: list[Any], output: str) -> np.ndarray:
         """`output` for every window, in the order given (batched by length inside)."""

@@ -18,9 +18,12 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
                         help="tokens per window, special tokens included (default: 128, "
                              "MiniLM's training length)")
     parser.add_argument("--stride", type=int, default=16, metavar="N",
-                        help="tokens shared by consecutive windows of a long lyric (default: 16)")
-    parser.add_argument("--max-windows", type=int, default=16, metavar="N",
-                        help="windows per lyric at most, spread over the lyric (default: 16)")
+                        help="tokens shared by consecutive windows when a single line is longer "
+                             "than a window (default: 16; windows otherwise end on line breaks)")
+    parser.add_argument("--max-windows", type=int, default=3, metavar="N",
+                        help="windows per lyric at most, spread evenly over the lyric (default: 3, "
+                             "~380 tokens of distinct lines: a whole typical song; longer ones are "
+                             "read at their start, middle and end)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
                         help="int8 (default: dynamic quantisation) or fp32")
     parser.add_argument("--fusion", choices=("runtime", "offline"), default="runtime",
