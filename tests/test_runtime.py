@@ -136,9 +136,9 @@ def test_windows_are_capped_and_spread_over_the_lyric(classifier: Classifier) ->
 def test_repeated_lines_are_encoded_once(classifier: Classifier) -> None:
     chorus = "oh oh we shine tonight\nunder the neon lights"
     verse = "I came from a little town\nwith a big old dream"
-    song = "\n".join([verse, chorus, chorus, "  Oh oh we SHINE tonight ", chorus])
-    assert dedupe_lines(song) == "\n".join([*verse.split("\n"), *chorus.split("\n")])
-    a, b = classifier.classify([song, verse + "\n" + chorus])
+    song = "\n".join([verse, chorus, chorus, "  Oh, oh, we SHINE tonight! ", chorus, "🔥🔥", "🔥🔥"])
+    assert dedupe_lines(song) == "\n".join([*verse.split("\n"), *chorus.split("\n"), "🔥🔥"])
+    a, b = classifier.classify([song, verse + "\n" + chorus + "\n🔥🔥"])
     assert a.label == b.label
     assert np.allclose(a.probabilities, b.probabilities, atol=1e-6)
 

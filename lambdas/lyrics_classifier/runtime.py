@@ -112,15 +112,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 _SPACE = re.compile(r"\s+")
+_NOT_A_WORD = re.compile(r"[\W_]+")
 
 
 def dedupe_lines(text: str) -> str:
     """Each distinct line once, in first-seen order (choruses repeat; one copy carries the
-    meaning). Lines compare case- and whitespace-insensitively."""
+    meaning). Lines compare by their words, ignoring case, punctuation and spacing, as a
+    chorus is often transcribed "Oh, oh, we shine!" once and "oh oh we shine" the next time;
+    lines without a word (emoji only, say) compare as written."""
     seen: set[str] = set()
     kept: list[str] = []
     for line in text.splitlines():
-        key = _SPACE.sub(" ", line).strip().casefold()
+        key = _NOT_A_WORD.sub(" ", line.casefold()).strip() or _SPACE.sub(" ", line).strip()
         if key and key not in seen:
             seen.add(key)
             kept.append(line.strip())
