@@ -104,12 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build the default zero-shot model directory (offline; cached)",
         description="Export the source sentence encoder to ONNX, optimise and quantise it, and "
                     "append a zero-shot head: cosine similarity to each label's prototype (the "
-                    "mean embedding of its descriptions), temperature, softmax. A no-op when "
-                    "nothing changed.",
+                    "mean embedding of its descriptions; with \"centre\", minus the mean of all "
+                    "prototypes), temperature, softmax. A no-op when nothing changed.",
     )
     build.add_argument("--labels", type=Path, metavar="FILE",
-                       help="labels file: {\"temperature\": t, \"labels\": {label: [descriptions]}} "
-                            "(default: the genres rock, pop, hip hop, country, latin)")
+                       help="labels file: {\"temperature\": t, \"centre\": true|false, \"labels\": "
+                            "{label: [descriptions]}} (default: the genres rock, pop, hip hop, "
+                            "country, latin, a dozen descriptions each, centred)")
     build.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                        help=f"model directory to write (default: {DEFAULT_OUT})")
     _window_options(build)
