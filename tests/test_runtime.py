@@ -99,7 +99,7 @@ def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None
         assert window.special_tokens_mask[0] == window.special_tokens_mask[-1] == 1  # [CLS] ... [SEP]
     # every token of the lyric exactly once, in order, and no line cut in two
     content = [t for w in windows for t, special in zip(w.ids, w.special_tokens_mask) if not special]
-    assert content == engine.line_tokenizer.encode("\n".join(lines), add_special_tokens=False).ids
+    assert content == engine.tokenizer.encode("\n".join(lines), add_special_tokens=False).ids
     decoded = [engine.tokenizer.decode(w.ids) for w in windows]
     for i in range(len(lines)):
         assert sum(f"line {i} : word{i}x0 word{i}x1 word{i}x2 word{i}x3" in d for d in decoded) == 1

@@ -194,13 +194,10 @@ class _Engine:
         self.max_windows = int(config["max_windows"])
         self.dedupe = bool(config.get("dedupe_lines", False))
         self.char_budget = self.max_windows * self.max_tokens * CHARS_PER_TOKEN_BUDGET
+        # Lines are encoded whole, without special tokens; `pack` cuts the windows itself and
+        # the post-processor adds [CLS]/[SEP] to each.
         self.tokenizer.no_padding()
-        # Two tokenizers: lines are encoded whole (no special tokens, no truncation); packed
-        # windows are finished by the post-processor, which adds [CLS]/[SEP] and cuts an
-        # over-long line into overlapping windows.
-        self.line_tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-        self.line_tokenizer.no_truncation()
-        self.tokenizer.enable_truncation(max_length=self.max_tokens, stride=self.stride)
+        self.tokenizer.no_truncation()
         self.window_budget = self.max_tokens - self.tokenizer.num_special_tokens_to_add(False)
         pad_id = config.get("pad_token_id")
         if pad_id is None:
@@ -227,7 +224,7 @@ class _Engine:
         todo = [i for i, p in enumerate(prepared) if isinstance(p, str)]
         result: list[list[Any]] = [[] for _ in texts]
         lines = [(i, line) for i in todo for line in prepared[i].splitlines() if line.strip()]
-        encodings = self.line_tokenizer.encode_batch([line for _, line in lines], add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch([line for _, line in lines], add_special_tokens=False)
         per_text: dict[int, list[Any]] = {i: [] for i in todo}
         for (i, _), enc in zip(lines, encodings, strict=True):
             if enc.ids:
@@ -255,8 +252,9 @@ class _Engine:
         windows = []
         for group in groups:
             merged = group[0] if len(group) == 1 else Encoding.merge(group, growing_offsets=True)
-            window = self.tokenizer.post_process(merged)
-            windows.extend([window, *window.overflowing])
+            if len(merged.ids) > self.window_budget:  # a single line longer than a window
+                merged.truncate(self.window_budget, stride=self.stride)
+            windows.extend(self.tokenizer.post_process(part) for part in [merged, *merged.overflowing])
         return windows
 
     def run(self, encodings: list[Any], output: str) -> np.ndarray:

