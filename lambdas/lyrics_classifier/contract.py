@@ -1,0 +1,36 @@
+"""Names that the infrastructure (infra/), the workflow core and the local runner share.
+
+Change one here and every side follows; nothing else spells these out.
+"""
+
+from __future__ import annotations
+
+# S3 prefixes of the output bucket.
+WORK_PREFIX = "runs/"  # per-run work area (manifest, part stats, claims); expires
+RESULTS_PREFIX = "results/"  # <input name>.classified.csv and .summary.json
+FAILED_PREFIX = "failed/"  # <input name>.error.json
+CLAIMS_PREFIX = f"{WORK_PREFIX}claims/"  # one marker per input object version: duplicate events
+
+# Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
+FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
+# The alias the state machine invokes: a deploy during a run changes neither code nor model for it.
+FUNCTION_ALIAS = "live"
+
+# Environment of the functions (set by the stack, or by the local runner).
+ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
+ENV_RANGE_BYTES = "RANGE_BYTES"
+ENV_TEXT_COLUMN = "TEXT_COLUMN"
+ENV_MODEL_DIR = "MODEL_DIR"
+ENV_INTRA_OP_THREADS = "INTRA_OP_THREADS"
+
+METRICS_NAMESPACE = "LyricsClassifier"
+SERVICE_NAME = "lyrics-classifier"
+
+MIB = 1024 * 1024
+# Byte ranges: each range becomes one part of the result's multipart upload, and S3 needs
+# every part but the last to be >= 5 MiB. A part is its range's bytes plus the appended
+# columns, minus blank lines and CRs of CRLF endings, so ranges keep a margin above 5 MiB.
+DEFAULT_RANGE_BYTES = 8 * MIB
+MIN_RANGE_BYTES = 6 * MIB
+MAX_PARTS = 10_000  # S3's limit on parts per multipart upload
+PLANNED_MAX_PARTS = 9_000  # Split grows the range size past this many, so the limit is never met
