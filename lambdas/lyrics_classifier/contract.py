@@ -10,6 +10,7 @@ WORK_PREFIX = "runs/"  # per-run work area (manifest, part stats, claims); expir
 RESULTS_PREFIX = "results/"  # <input name>.classified.csv and .summary.json
 FAILED_PREFIX = "failed/"  # <input name>.error.json
 CLAIMS_PREFIX = f"{WORK_PREFIX}claims/"  # one marker per input object version: duplicate events
+MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's ResultWriter (no trailing slash)
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")

@@ -24,21 +24,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from functools import partial
 from urllib.parse import unquote
+
+from .contract import (
+    DEFAULT_RANGE_BYTES,
+    ENV_INTRA_OP_THREADS,
+    ENV_MODEL_DIR,
+    ENV_OUTPUT_BUCKET,
+    ENV_RANGE_BYTES,
+    ENV_TEXT_COLUMN,
+    FUNCTION_ALIAS,
+    FUNCTION_NAMES,
+    MAP_RESULTS_PREFIX,
+    MIB,
+    MIN_RANGE_BYTES,
+)
 
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "workflow.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 INPUT_BUCKET = "lyrics-input"
 OUTPUT_BUCKET = "lyrics-output"
-LOCAL_CHUNK_ROWS = 100  # small chunks: progress to watch and work for every core
+LOCAL_EXECUTION_TIMEOUT_S = 7 * 24 * 3600  # a laptop run may be long; Ctrl-C stops it
 # Function name in the local ARNs -> module whose `handler` answers it.
-FUNCTIONS = {
-    "Split": "lyrics_classifier.handlers.split",
-    "Classify": "lyrics_classifier.handlers.classify",
-    "Merge": "lyrics_classifier.handlers.merge",
-    "ReportFailure": "lyrics_classifier.handlers.report_failure",
-}
+FUNCTIONS = {name: f"lyrics_classifier.handlers.{module}" for name, module in zip(
+    FUNCTION_NAMES, ("split", "classify", "merge", "report_failure"), strict=True)}
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -55,8 +66,16 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+def function_arn(name: str, qualifier: str | None = None) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" + (f":{qualifier}" if qualifier else "")
+
+
+def function_name_of(url: str) -> str:
+    """`.../functions/arn:aws:lambda:...:function:Split:live/invocations` -> `Split`."""
+    target = unquote(url.split("/functions/", 1)[1].split("/", 1)[0])
+    if ":function:" in target:
+        return target.split(":function:", 1)[1].split(":", 1)[0]
+    return target.split(":", 1)[0]
 
 
 def load_definition(max_concurrency: int, asl_path: Path = ASL_PATH) -> str:
@@ -64,8 +83,12 @@ def load_definition(max_concurrency: int, asl_path: Path = ASL_PATH) -> str:
     if not asl_path.exists():
         raise FileNotFoundError(f"state machine definition not found at {asl_path}")
     text = asl_path.read_text(encoding="utf-8")
-    substitutions = {f"{name}FunctionArn": function_arn(name) for name in FUNCTIONS}
+    # The deployed machine invokes each function's alias; so does the local one.
+    substitutions = {f"{name}FunctionArn": function_arn(name, FUNCTION_ALIAS) for name in FUNCTIONS}
     substitutions["MaxConcurrency"] = str(max_concurrency)
+    substitutions["ExecutionTimeoutSeconds"] = str(LOCAL_EXECUTION_TIMEOUT_S)
+    substitutions["WorkBucketName"] = OUTPUT_BUCKET
+    substitutions["MapResultsPrefix"] = MAP_RESULTS_PREFIX
     for name, value in substitutions.items():
         text = text.replace("${%s}" % name, value)
     json.loads(text)  # every placeholder substituted: the result must be JSON
@@ -92,9 +115,10 @@ class LambdaContext:
 class Progress:
     """What the in-process functions have done so far; updated from the interpreter's threads."""
 
-    chunks_total: int | None = None
-    rows_total: int | None = None
-    chunks_done: int = 0
+    ranges_total: int | None = None
+    bytes_total: int | None = None
+    ranges_done: int = 0
+    bytes_done: int = 0
     rows_done: int = 0
     first_error: str | None = None  # "Function: ErrorType: message" of the first failed invoke
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -107,24 +131,28 @@ class Progress:
     def record(self, function: str, result: dict[str, Any]) -> None:
         with self.lock:
             if function == "Split":
-                self.chunks_total, self.rows_total = result["chunks"], result["rows"]
+                self.ranges_total, self.bytes_total = result["ranges"], result["bytes"]
             elif function == "Classify":
-                self.chunks_done += 1
+                self.ranges_done += 1
                 self.rows_done += result["rows"]
+                self.bytes_done += result.get("bytes", 0)
 
 
 class LambdaRouter:
     """The before-send hook: answers `lambda.Invoke` requests by calling the handler in-process,
     with the response shapes the Lambda service uses (function errors included)."""
 
-    def __init__(self, handlers: dict[str, Handler], progress: Progress):
+    def __init__(
+        self, handlers: dict[str, Handler], progress: Progress, on_split: Callable[[dict[str, Any]], None] | None = None
+    ):
         self.handlers = handlers
         self.progress = progress
+        self.on_split = on_split
 
     def __call__(self, request: Any, **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        name = unquote(request.url.split("/functions/", 1)[1].split("/", 1)[0]).rsplit(":", 1)[-1]
+        name = function_name_of(request.url)
         payload = json.loads(request.body or b"{}")
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         try:
@@ -139,6 +167,8 @@ class LambdaRouter:
             self.progress.record_error(name, exc)
         else:
             self.progress.record(name, result)
+            if name == "Split" and self.on_split:
+                self.on_split(result)
         body = json.dumps(result).encode("utf-8")
         return AWSResponse(request.url, 200, headers, _RawBody(body))
 
@@ -217,7 +247,7 @@ def run_workflow(
     output: str | os.PathLike | None = None,
     model_dir: str | os.PathLike | None = None,
     text_column: str | None = None,
-    chunk_rows: int = LOCAL_CHUNK_ROWS,
+    range_mb: float = DEFAULT_RANGE_BYTES / MIB,
     concurrency: int | None = None,
     handlers: dict[str, Handler] | None = None,
     on_progress: Callable[[Progress, float], None] | None = None,
@@ -230,8 +260,8 @@ def run_workflow(
     input_path = Path(input_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such file")
-    if chunk_rows < 1:
-        raise ValueError("--chunk-rows must be at least 1")
+    if range_mb * MIB < MIN_RANGE_BYTES:
+        raise ValueError(f"--range-mb must be at least {MIN_RANGE_BYTES // MIB} (S3's 5 MiB part minimum, with a margin)")
     concurrency = concurrency or cpu_count()
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
@@ -246,12 +276,11 @@ def run_workflow(
         )
     environment = {
         "AWS_DEFAULT_REGION": REGION,
-        "OUTPUT_BUCKET": OUTPUT_BUCKET,
-        "CHUNK_ROWS": str(chunk_rows),
-        "TEXT_COLUMN": text_column or "",
-        "MODEL_DIR": str(model_dir.resolve()),
-        # Parallel chunks share the cores: no more onnxruntime threads than cores in all.
-        "INTRA_OP_THREADS": str(max(1, cpu_count() // concurrency)),
+        ENV_OUTPUT_BUCKET: OUTPUT_BUCKET,
+        ENV_RANGE_BYTES: str(int(range_mb * MIB)),
+        ENV_TEXT_COLUMN: text_column or "",
+        ENV_MODEL_DIR: str(model_dir.resolve()),
+        ENV_INTRA_OP_THREADS: str(max(1, cpu_count() // concurrency)),
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
     with patched_environ(environment), deep_recursion():
@@ -284,13 +313,18 @@ def _execute(
         # built from it, so the hook goes on the session in force now.
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", LambdaRouter(handlers, progress))
+        boto3.DEFAULT_SESSION.events.register(
+            "before-send.lambda.Invoke", LambdaRouter(handlers, progress, on_split=partial(_share_cores, concurrency))
+        )
         s3 = boto3.client("s3", region_name=REGION)
         sfn = boto3.client("stepfunctions", region_name=REGION)
         for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+            # Versioned like the deployed buckets: the run reads the uploaded version.
             s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         key = input_path.name
         s3.upload_file(str(input_path), INPUT_BUCKET, key)
+        head = s3.head_object(Bucket=INPUT_BUCKET, Key=key)
         machine = sfn.create_state_machine(
             name="lyrics-classifier",
             definition=load_definition(concurrency),
@@ -298,7 +332,7 @@ def _execute(
         )["stateMachineArn"]
         name = f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         execution = sfn.start_execution(
-            stateMachineArn=machine, name=name, input=json.dumps(object_created_event(INPUT_BUCKET, key))
+            stateMachineArn=machine, name=name, input=json.dumps(object_created_event(INPUT_BUCKET, key, head))
         )["executionArn"]
         while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
             if on_progress:
@@ -315,7 +349,7 @@ def _execute(
         if status != "SUCCEEDED":
             report = _read_json(s3, OUTPUT_BUCKET, failure_key(key))
             reason = (report or {}).get("reason") or described.get("cause") or (
-                f"{failed_items} chunks failed to classify" if failed_items else f"execution {status}"
+                f"{failed_items} ranges failed to classify" if failed_items else f"execution {status}"
             )
             if report:
                 _write_json(error_path, report)
@@ -335,8 +369,22 @@ def _execute(
     )
 
 
-def object_created_event(bucket: str, key: str) -> dict[str, Any]:
+def _share_cores(concurrency: int, split: dict[str, Any]) -> None:
+    """Parallel ranges share the cores: no more onnxruntime threads than cores in all, and
+    all of them for a file of one range. Set before the first Classify call, which loads
+    the classifier with this many threads."""
+    parallel = max(1, min(concurrency, split.get("ranges") or 1))
+    os.environ[ENV_INTRA_OP_THREADS] = str(max(1, cpu_count() // parallel))
+
+
+def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = None) -> dict[str, Any]:
     """The EventBridge event S3 sends for a new object: what the deployed rule passes on."""
+    head = head or {}
+    obj: dict[str, Any] = {"key": key}
+    if head:
+        obj.update(size=head["ContentLength"], etag=head["ETag"].strip('"'), sequencer=f"{time.time_ns():X}")
+        if head.get("VersionId"):
+            obj["version-id"] = head["VersionId"]
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -346,7 +394,7 @@ def object_created_event(bucket: str, key: str) -> dict[str, Any]:
         "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
         "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key}, "reason": "PutObject"},
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": "PutObject"},
     }
 
 
@@ -393,12 +441,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--text-column",
         help="column holding the lyrics (default: the first of lyrics, lyric, text; any case)",
     )
-    parser.add_argument("--chunk-rows", type=int, default=LOCAL_CHUNK_ROWS, help="rows per chunk")
+    parser.add_argument(
+        "--range-mb",
+        type=float,
+        default=DEFAULT_RANGE_BYTES / MIB,
+        metavar="MB",
+        help=f"bytes of input per range, in MiB (at least {MIN_RANGE_BYTES // MIB}: each range becomes one "
+        "part of the result's S3 multipart upload); a smaller file is one range",
+    )
     parser.add_argument(
         "--concurrency",
         type=int,
         default=cpu_count(),
-        help="chunks classified in parallel (the Map's MaxConcurrency); the cores are shared between them",
+        help="ranges classified in parallel (the Map's MaxConcurrency); the cores are shared between them",
     )
     parser.add_argument(
         "--model", type=Path, help="model directory (default: $LYRICS_CLASSIFIER_MODEL or ./models/default)"
@@ -425,7 +480,7 @@ def _run_command(args: argparse.Namespace) -> int:
             output=args.output,
             model_dir=args.model,
             text_column=args.text_column,
-            chunk_rows=args.chunk_rows,
+            range_mb=args.range_mb,
             concurrency=args.concurrency,
             on_progress=reporter,
         )
@@ -457,19 +512,21 @@ class ProgressReporter:
         self.last_line = ""
 
     def __call__(self, progress: Progress, elapsed: float) -> None:
-        if progress.chunks_total is None:
-            line = f"splitting input ... {elapsed:5.1f}s"
+        if progress.ranges_total is None:
+            line = f"indexing input ... {elapsed:5.1f}s"
         else:
             rate = progress.rows_done / elapsed if elapsed > 0 else 0.0
+            share = progress.bytes_done / progress.bytes_total if progress.bytes_total else 1.0
+            eta = f", ETA {elapsed * (1 - share) / share:4.0f}s" if 0 < share < 1 else ""
             line = (
-                f"classified {progress.chunks_done}/{progress.chunks_total} chunks, "
-                f"{progress.rows_done:,}/{progress.rows_total:,} rows, {rate:,.0f} lyrics/s, {elapsed:5.1f}s"
+                f"classified {progress.ranges_done}/{progress.ranges_total} ranges ({share:4.0%}), "
+                f"{progress.rows_done:,} rows, {rate:,.0f} lyrics/s, {elapsed:5.1f}s{eta}"
             )
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self.last_line)))
             self.stream.flush()
-        elif line != self.last_line and (elapsed - self.last_print >= 5 or "chunks" in line and
-                                          progress.chunks_done == progress.chunks_total):
+        elif line != self.last_line and (elapsed - self.last_print >= 5 or "ranges" in line and
+                                          progress.ranges_done == progress.ranges_total):
             print(line, file=self.stream, flush=True)
             self.last_print = elapsed
         self.last_line = line

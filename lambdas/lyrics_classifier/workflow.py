@@ -2,43 +2,73 @@
 failure report. Lambda handlers and the local runner both call these; Step Functions (the
 ASL file) is the only thing that decides their order.
 
+No step does work that grows with the file except Split's one byte-level pass, and no
+row byte moves twice:
+- Split claims the object version (duplicate events start nothing), finds record
+  boundaries (index.py) and writes a manifest of byte ranges; it starts the result's
+  multipart upload. The input is read in place, by version id.
+- Classify reads its range with a ranged GET, classifies it and uploads the range's
+  output as part <index + 1> of that upload (part 1 carries the header). A retry
+  replaces the same part.
+- Merge checks every part and its counts, then completes the upload: the result appears
+  whole or not at all. It moves no row bytes.
+
 Work area, in the output bucket:
-    runs/<run id>/run.json              what Split learned about the input (header, encoding, ...)
-    runs/<run id>/manifest.json         the Distributed Map's items: one small object per chunk
-    runs/<run id>/chunks/<n>.csv        the chunk's records, each exactly as it was in the input
-    runs/<run id>/parts/<n>.csv         the same records with the classification columns appended
-    runs/<run id>/parts/<n>.stats.json  written after the part: its counts (so it marks the part done)
+    runs/claims/<sha256 of bucket/key/version>.json   first writer wins (If-None-Match)
+    runs/<run id>/run.json          what Split learned (header, encoding, ranges, upload id)
+    runs/<run id>/manifest.json     the Distributed Map's items: one byte range each
+    runs/<run id>/parts/<n>.json    a range's counts, written after its part: marks it done
+    runs/<run id>/input.utf8.csv    UTF-16 input, transcoded once (other encodings: none)
+    runs/map-results/<map run id>/  the Map's ResultWriter output (contract.MAP_RESULTS_PREFIX)
 Results: results/<input name>.classified.csv and .summary.json; failures: failed/<input name>.error.json.
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 import io
+import itertools
 import json
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
 from urllib.parse import unquote_plus
 
+from .contract import (
+    CLAIMS_PREFIX,
+    DEFAULT_RANGE_BYTES,
+    FAILED_PREFIX,
+    MAX_PARTS,
+    MIB,
+    MIN_RANGE_BYTES,
+    PLANNED_MAX_PARTS,
+    RESULTS_PREFIX,
+    WORK_PREFIX,
+)
 from .csvfile import (
     SNIFF_BYTES,
     InputError,
-    Record,
     detect_encoding,
     fallback_encoding,
     find_text_column,
     format_row,
     iter_records,
-    open_text,
 )
+from .index import RangeIndexer, header_end, line_break
 
-DEFAULT_CHUNK_ROWS = 500
-MULTIPART_PART_BYTES = 8 * 1024 * 1024  # S3 needs >= 5 MiB for every part but the last
+READ_BLOCK_BYTES = 8 * MIB  # one ranged GET of Split's pass
+READ_AHEAD = 4  # ranged GETs in flight: one stream alone cannot keep a vCPU busy
+S3_MIN_PART_BYTES = 5 * MIB
+HEADER_LIMIT_BYTES = 16 * MIB
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 
 
 class IncompleteRunError(RuntimeError):
-    """Some chunk was not classified; nothing final is written."""
+    """Some range was not classified (or not as Split described it); nothing final is written."""
 
 
 # ----------------------------------------------------------------------------- keys
@@ -50,100 +80,131 @@ def input_name(key: str) -> str:
 
 
 def result_key(key: str) -> str:
-    return f"results/{input_name(key)}.classified.csv"
+    return f"{RESULTS_PREFIX}{input_name(key)}.classified.csv"
 
 
 def summary_key(key: str) -> str:
-    return f"results/{input_name(key)}.summary.json"
+    return f"{RESULTS_PREFIX}{input_name(key)}.summary.json"
 
 
 def failure_key(key: str) -> str:
-    return f"failed/{input_name(key)}.error.json"
+    return f"{FAILED_PREFIX}{input_name(key)}.error.json"
 
 
 def run_prefix(run_id: str) -> str:
-    return f"runs/{run_id}/"
+    return f"{WORK_PREFIX}{run_id}/"
 
 
-def chunk_key(run_id: str, index: int) -> str:
-    return f"{run_prefix(run_id)}chunks/{index:06d}.csv"
+def manifest_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}manifest.json"
 
 
-def part_key(run_id: str, index: int) -> str:
-    return f"{run_prefix(run_id)}parts/{index:06d}.csv"
+def run_info_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}run.json"
 
 
 def part_stats_key(run_id: str, index: int) -> str:
-    return f"{run_prefix(run_id)}parts/{index:06d}.stats.json"
+    return f"{run_prefix(run_id)}parts/{index:05d}.json"
+
+
+def claim_key(source: dict[str, Any]) -> str:
+    """The marker of one object version (bucket, key, version): duplicate events find it."""
+    identity = f"{source['bucket']}/{source['key']}/{version_token(source)}"
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+    return f"{CLAIMS_PREFIX}{digest}.json"
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
+def _put_json(s3: Any, bucket: str, key: str, value: Any, **extra: Any) -> None:
     body = json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8")
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **extra)
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def _exists(s3: Any, bucket: str, key: str) -> bool:
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload", "NoSuchVersion")
+
+
+def _head(s3: Any, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any] | None:
+    args = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
     try:
-        s3.head_object(Bucket=bucket, Key=key)
+        return s3.head_object(**args)
     except s3.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return False
+        if _is_missing(exc):
+            return None
         raise
-    return True
 
 
-# ----------------------------------------------------------------------------- Split
+def _delete_if_exists(s3: Any, bucket: str, key: str) -> None:
+    # Deleting a missing key would leave a delete marker in a versioned bucket.
+    if _head(s3, bucket, key) is not None:
+        s3.delete_object(Bucket=bucket, Key=key)
 
 
-class _StreamingBody(io.RawIOBase):
-    """A botocore StreamingBody (plus bytes already read from it) as a raw binary stream."""
-
-    def __init__(self, head: bytes, body: Any):
-        self._head = head
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
+def _same_etag(a: str | None, b: str | None) -> bool:
+    # S3 events carry ETags without the quotes that HeadObject puts around them.
+    return (a or "").strip('"') == (b or "").strip('"')
 
 
-def _resolve_input_key(s3: Any, bucket: str, key: str) -> str:
-    """S3 event notifications may URL-encode keys ('my songs.csv' -> 'my+songs.csv')."""
-    if _exists(s3, bucket, key):
-        return key
-    decoded = unquote_plus(key)
-    if decoded != key and _exists(s3, bucket, decoded):
-        return decoded
+def version_token(source: dict[str, Any]) -> str:
+    """What identifies the object version: its version id, else (unversioned bucket) its ETag."""
+    return str(source.get("version_id") or (source.get("etag") or "").strip('"'))
+
+
+# ----------------------------------------------------------------------------- the input object
+
+
+def object_args(source: dict[str, Any]) -> dict[str, Any]:
+    """GET arguments that pin the object Split read: its version, else its ETag."""
+    args = {"Bucket": source["bucket"], "Key": source["key"]}
+    if source.get("version_id"):
+        args["VersionId"] = source["version_id"]
+    elif source.get("etag"):
+        args["IfMatch"] = source["etag"]
+    return args
+
+
+def read_range(s3: Any, source: dict[str, Any], start: int, end: int) -> bytes:
+    if end <= start:
+        return b""
+    return s3.get_object(**object_args(source), Range=f"bytes={start}-{end - 1}")["Body"].read()
+
+
+def read_blocks(s3: Any, source: dict[str, Any], size: int, block: int = READ_BLOCK_BYTES) -> Iterator[bytes]:
+    """The object's bytes in order, `block` at a time, with READ_AHEAD ranged GETs in flight."""
+    offsets = iter(range(0, size, block))
+    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+        def fetch(offset: int) -> Future[bytes]:
+            return pool.submit(read_range, s3, source, offset, min(offset + block, size))
+
+        in_flight = deque(fetch(offset) for offset in itertools.islice(offsets, READ_AHEAD))
+        while in_flight:
+            data = in_flight.popleft().result()
+            if (offset := next(offsets, None)) is not None:
+                in_flight.append(fetch(offset))
+            yield data
+
+
+def _resolve_input(s3: Any, bucket: str, key: str, version_id: str | None) -> tuple[str, dict[str, Any]]:
+    """(key, head) of the event's object. S3 events URL-encode keys ('my songs.csv' -> 'my+songs.csv')."""
+    for candidate in dict.fromkeys((key, unquote_plus(key))):
+        head = _head(s3, bucket, candidate, version_id)
+        if head is not None:
+            return candidate, head
     raise InputError(f"s3://{bucket}/{key} does not exist (was it deleted before the run started?)")
 
 
-def _open_input(s3: Any, bucket: str, key: str) -> tuple[bytes, BinaryIO, int]:
-    obj = s3.get_object(Bucket=bucket, Key=key)
-    body = obj["Body"]
-    head = body.read(SNIFF_BYTES)
-    stream = io.BufferedReader(_StreamingBody(head, body), buffer_size=1024 * 1024)
-    return head, stream, obj["ContentLength"]
+# ----------------------------------------------------------------------------- Split
 
 
 def split_input(
@@ -153,106 +214,210 @@ def split_input(
     input_key: str,
     work_bucket: str,
     run_id: str,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    version_id: str | None = None,
+    range_bytes: int = DEFAULT_RANGE_BYTES,
     text_column: str | None = None,
 ) -> dict[str, Any]:
-    """Stream the input CSV into chunks of `chunk_rows` records and write the manifest.
+    """Claim the object version, index it into byte ranges, write the manifest and start the
+    result's multipart upload. Returns keys and counts only (it travels through the state).
 
-    Memory holds one chunk. Input that is not UTF-8 is re-read as Windows-1252/Latin-1; a
-    file that cannot be read as a CSV raises InputError with the line and the reason.
+    A second run of the same object version (a duplicate event) returns at once with
+    `duplicate_of` set to the run that owns it. A file that cannot be read as a CSV raises
+    InputError with the reason.
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     started = time.perf_counter()
-    started_at = _now()
-    key = _resolve_input_key(s3, input_bucket, input_key)
-    head, stream, size = _open_input(s3, input_bucket, key)
-    encoding = detect_encoding(head)
-    try:
-        layout = _write_chunks(s3, stream, encoding, work_bucket, run_id, chunk_rows, text_column)
-    except UnicodeDecodeError as exc:
-        if encoding != "utf-8":
-            raise InputError(f"the file is not valid {encoding} text ({exc.reason} at byte {exc.start} of a block)") from None
-        # The head looked like UTF-8 but a later byte is not: the whole file is re-read in
-        # the 8-bit encoding. Chunk keys depend only on row numbers, so they are rewritten.
-        encoding = fallback_encoding(head)
-        stream = _open_input(s3, input_bucket, key)[1]
-        try:
-            layout = _write_chunks(s3, stream, encoding, work_bucket, run_id, chunk_rows, text_column)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"the file is neither UTF-8 nor {encoding} text: {exc}") from None
-    run = {
-        "run_id": run_id,
-        "input": {"bucket": input_bucket, "key": key, "bytes": size, "encoding": encoding},
-        "started_at": started_at,
-        "split_seconds": round(time.perf_counter() - started, 3),
-        **layout,
+    key, head = _resolve_input(s3, input_bucket, input_key, version_id)
+    size = int(head["ContentLength"])
+    source = {
+        "bucket": input_bucket,
+        "key": key,
+        "version_id": version_id or head.get("VersionId") or None,
+        "etag": head.get("ETag"),
     }
-    _put_json(s3, work_bucket, f"{run_prefix(run_id)}run.json", run)
-    _put_json(s3, work_bucket, f"{run_prefix(run_id)}manifest.json", layout.pop("items"))
-    return {
+    owner = _claim(s3, work_bucket, source, run_id)
+    result = {
+        "run_id": run_id,
+        "duplicate_of": owner if owner != run_id else None,
+        "bucket": work_bucket,
+        "manifest_key": manifest_key(run_id),
+        "claim_key": claim_key(source),
+        "input_key": key,
+        "bytes": size,
+        "ranges": 0,
+        "job": None,
+    }
+    if result["duplicate_of"]:
+        return result
+    try:
+        return {**result, **_index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started)}
+    except BaseException:
+        release_claim(s3, work_bucket, result["claim_key"], run_id)  # a new execution may try again
+        raise
+
+
+def _index_input(
+    s3: Any,
+    source: dict[str, Any],
+    size: int,
+    work_bucket: str,
+    run_id: str,
+    range_bytes: int,
+    text_column: str | None,
+    started: float,
+) -> dict[str, Any]:
+    started_at = _now()
+    if size == 0:
+        raise InputError("the file is empty: expected a CSV with a header row")
+    # Never fewer than MIN_RANGE_BYTES (S3's part minimum), never more than PLANNED_MAX_PARTS ranges.
+    range_bytes = max(range_bytes, MIN_RANGE_BYTES, math.ceil(size / PLANNED_MAX_PARTS))
+
+    blocks = read_blocks(s3, source, size)
+    first = next(blocks)
+    encoding = detect_encoding(first[:SNIFF_BYTES])
+    indexed_source = source
+    if encoding.startswith("utf-16"):
+        indexed_source = {"bucket": work_bucket, "key": f"{run_prefix(run_id)}input.utf8.csv", "version_id": None}
+        blocks = _transcode_to_work_area(s3, _chain(first, blocks), encoding, indexed_source)
+        first = next(blocks, b"")
+        row_encoding = "utf-8"
+    else:
+        row_encoding = encoding
+    newline = line_break(first[:SNIFF_BYTES])
+    header, first = _read_header(first, blocks, row_encoding, newline)
+    text_index = find_text_column(header, text_column)
+
+    indexer = RangeIndexer(range_bytes, newline)
+    for block in _chain(first, blocks):
+        indexer.feed(block)
+    if indexer.in_quotes:
+        raise InputError(
+            "a quoted field is never closed (unbalanced double quote): the file ends inside "
+            "quotes; every field that starts with \" must end with \", and quotes inside it are written \"\""
+        )
+    ranges = indexer.finish()
+    if indexed_source is not source:
+        indexed_source["etag"] = s3.head_object(Bucket=work_bucket, Key=indexed_source["key"])["ETag"]
+
+    out_key = result_key(source["key"])
+    upload_id = s3.create_multipart_upload(
+        Bucket=work_bucket,
+        Key=out_key,
+        ContentType=CSV_CONTENT_TYPE,
+        Metadata={"execution": run_id, "input-version": version_token(source)},
+    )["UploadId"]
+    job = {
         "run_id": run_id,
         "bucket": work_bucket,
-        "manifest_key": f"{run_prefix(run_id)}manifest.json",
-        "input_key": key,
-        "rows": layout["rows"],
-        "chunks": layout["chunks"],
-        "text_column_index": layout["text_column_index"],
+        "source": indexed_source,
+        "encoding": row_encoding,
+        "columns": len(header),
+        "text_column_index": text_index,
+        "result_key": out_key,
+        "upload_id": upload_id,
     }
+    run = {
+        "run_id": run_id,
+        "input": {**source, "bytes": size, "encoding": encoding},
+        "job": job,
+        "header": header,
+        "text_column": header[text_index],
+        "range_bytes": range_bytes,
+        "ranges": len(ranges),
+        "started_at": started_at,
+        "split_seconds": round(time.perf_counter() - started, 3),
+    }
+    _put_json(s3, work_bucket, run_info_key(run_id), run)
+    _put_json(s3, work_bucket, manifest_key(run_id), [r.as_item() for r in ranges])
+    return {"ranges": len(ranges), "job": job}
 
 
-def _write_chunks(
-    s3: Any,
-    stream: BinaryIO,
-    encoding: str,
-    bucket: str,
-    run_id: str,
-    chunk_rows: int,
-    text_column: str | None,
-) -> dict[str, Any]:
-    text = open_text(stream, encoding)
-    records = iter_records(text)
-    header = next(records, None)
+def _claim(s3: Any, bucket: str, source: dict[str, Any], run_id: str) -> str:
+    """Write the version's claim marker unless one exists; return the run that owns it."""
+    key = claim_key(source)
+    claim = {"run_id": run_id, "input": source, "claimed_at": _now()}
+    try:
+        _put_json(s3, bucket, key, claim, IfNoneMatch="*")
+        return run_id
+    except s3.exceptions.ClientError as exc:
+        if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            raise
+    return str(_get_json(s3, bucket, key)["run_id"])
+
+
+def release_claim(s3: Any, bucket: str, key: str, run_id: str) -> None:
+    """Drop this run's claim, so that the same version can be run again (a new execution)."""
+    try:
+        if _get_json(s3, bucket, key)["run_id"] == run_id:
+            s3.delete_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if not _is_missing(exc):
+            raise
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _read_header(
+    first: bytes, blocks: Iterator[bytes], encoding: str, newline: bytes
+) -> tuple[list[str], bytes]:
+    """The header's fields, and the bytes read so far (the header is part of range 0)."""
+    buffer = first
+    while (end := header_end(buffer, newline)) is None and len(buffer) < HEADER_LIMIT_BYTES:
+        more = next(blocks, None)
+        if more is None:
+            end = len(buffer)
+            break
+        buffer += more
+    if end is None:
+        raise InputError(f"no end of the header row in the first {HEADER_LIMIT_BYTES // MIB} MiB: is this a CSV?")
+    text = buffer[:end].decode(encoding, errors="replace")
+    header = next(iter_records(io.StringIO(text, newline="")), None)
     if header is None:
         raise InputError("the file has no header row (it is empty or only blank lines)")
-    text_index = find_text_column(header.fields, text_column)
-    width = len(header.fields)
-    items: list[dict[str, int]] = []
-    rows = 0
-    pending: list[Record] = []
+    return header.fields, buffer
 
-    def flush() -> None:
-        index = len(items)
-        body = "".join(record.raw + "\n" for record in pending).encode("utf-8")
-        s3.put_object(Bucket=bucket, Key=chunk_key(run_id, index), Body=body)
-        first_line = pending[0].line if pending else header.line + 1
-        items.append({"index": index, "rows": len(pending), "first_line": first_line})
-        pending.clear()
 
-    for record in records:
-        if len(record.fields) != width:
-            raise InputError(
-                f"line {record.line}: {len(record.fields)} fields, but the header has {width} "
-                "columns; quote fields that contain commas (\"like, this\")"
-            )
-        pending.append(record)
-        rows += 1
-        if len(pending) == chunk_rows:
-            flush()
-    if pending or not items:
-        # A header-only file still gets one (empty) chunk, so Classify reports the model's
-        # labels and the output has the same columns as any other run.
-        flush()
-    return {
-        "header": header.fields,
-        "header_raw": header.raw,
-        "text_column": header.fields[text_index],
-        "text_column_index": text_index,
-        "rows": rows,
-        "chunks": len(items),
-        "chunk_rows": chunk_rows,
-        "items": items,
-    }
+def _transcode_to_work_area(
+    s3: Any, blocks: Iterator[bytes], encoding: str, target: dict[str, Any]
+) -> Iterator[bytes]:
+    """UTF-16 cannot be indexed with single-byte quotes: re-encode it once as UTF-8 into the
+    work area (multipart, 8 MiB parts) and yield the UTF-8 blocks as they are written."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    upload_id = s3.create_multipart_upload(Bucket=target["bucket"], Key=target["key"])["UploadId"]
+    parts: list[dict[str, Any]] = []
+    pending = bytearray()
+
+    def upload(data: bytes) -> None:
+        number = len(parts) + 1
+        etag = s3.upload_part(
+            Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, PartNumber=number, Body=data
+        )["ETag"]
+        parts.append({"ETag": etag, "PartNumber": number})
+
+    try:
+        done = False
+        while not done:
+            block = next(blocks, None)
+            done = block is None
+            try:
+                text = decoder.decode(block or b"", final=done)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"the file is not valid {encoding} text ({exc.reason})") from None
+            data = text.encode("utf-8")
+            pending += data
+            if len(pending) >= READ_BLOCK_BYTES or (done and (pending or not parts)):
+                upload(bytes(pending))
+                pending.clear()
+            if data:
+                yield data
+        s3.complete_multipart_upload(
+            Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        s3.abort_multipart_upload(Bucket=target["bucket"], Key=target["key"], UploadId=upload_id)
+        raise
 
 
 # ----------------------------------------------------------------------------- Classify
@@ -262,23 +427,74 @@ def format_probability(p: float) -> str:
     return f"{p:.4f}"
 
 
-def classify_chunk(
-    s3: Any, classifier: Any, *, bucket: str, run_id: str, index: int, text_column_index: int
-) -> dict[str, Any]:
-    """Classify one chunk and write its part, then its stats (the stats mark the part done).
+def output_columns(header: list[str], labels: list[str]) -> list[str]:
+    """The appended columns; prefixed when the input already has a column of the same name."""
+    added = ["label", "score", *(f"prob_{label}" for label in labels), "error", "warning"]
+    existing = {name.strip().lower() for name in header}
+    if existing.intersection(name.lower() for name in added):
+        added = [f"predicted_{name}" for name in added]
+    return added
 
-    Rejected rows (empty lyrics, ...) get an error and empty predictions; they are counted,
-    never dropped. A retried invocation rewrites the same two keys.
-    """
-    started = time.perf_counter()
-    body = s3.get_object(Bucket=bucket, Key=chunk_key(run_id, index))["Body"].read().decode("utf-8")
-    records = list(iter_records(io.StringIO(body, newline="")))
-    predictions = classifier.classify([record.fields[text_column_index] for record in records])
+
+def _best_text(field: str, encoding: str) -> tuple[str, str | None]:
+    """A field decoded with surrogateescape: itself, or, when some bytes were not valid in the
+    file's encoding, those bytes decoded as Windows-1252/Latin-1, with a warning."""
+    try:
+        field.encode("utf-8")
+        return field, None
+    except UnicodeEncodeError:
+        raw = field.encode(encoding, "surrogateescape")
+        fallback = fallback_encoding(raw)
+        return raw.decode(fallback), f"text decoded as {fallback}: not valid {encoding}"
+
+
+def classify_bytes(
+    data: bytes,
+    classifier: Any,
+    *,
+    encoding: str,
+    columns: int,
+    text_column_index: int,
+    first_line: int = 1,
+    with_header: bool = False,
+) -> tuple[bytes, dict[str, Any]]:
+    """One range's output bytes and counts. Each record's original bytes pass through
+    unchanged (invalid bytes included); the classifier gets the best decoding of each text.
+    With `with_header`, the range starts the file: its header (and BOM) come first."""
+    bom = b""
+    if with_header and data.startswith(codecs.BOM_UTF8):
+        bom, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
+    codec = "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
+    text = data.decode(codec, "surrogateescape")
+    records = iter_records(io.StringIO(text, newline=""), first_line=first_line)
+    head: list[str] = []
+    columns_added = None
+    if with_header:
+        header = next(records, None)
+        if header is None:
+            raise InputError("the file has no header row (it is empty or only blank lines)")
+        columns_added = output_columns(header.fields, list(classifier.labels))
+        head.append(f"{header.raw},{format_row(columns_added)}\n")
+    rows, texts, warnings = [], [], []
+    for record in records:
+        if len(record.fields) != columns:
+            raise InputError(
+                f"line {record.line}: {len(record.fields)} fields, but the header has {columns} "
+                "columns; quote fields that contain commas (\"like, this\")"
+            )
+        best, warning = _best_text(record.fields[text_column_index], codec)
+        rows.append(record.raw)
+        texts.append(best)
+        warnings.append(warning)
+    predictions = classifier.classify(texts)
     empty_probabilities = [""] * len(classifier.labels)
     rejected: Counter[str] = Counter()
     labels: Counter[str] = Counter()
-    lines = []
-    for record, prediction in zip(records, predictions, strict=True):
+    warned: Counter[str] = Counter()
+    lines = head
+    for raw, prediction, warning in zip(rows, predictions, warnings, strict=True):
+        if warning:
+            warned[warning] += 1
         if prediction.error is None:
             labels[prediction.label] += 1
             added = [
@@ -286,186 +502,242 @@ def classify_chunk(
                 format_probability(prediction.score),
                 *map(format_probability, prediction.probabilities),
                 "",
+                warning or "",
             ]
         else:
             rejected[prediction.error] += 1
-            added = ["", "", *empty_probabilities, prediction.error]
-        lines.append(f"{record.raw},{format_row(added)}\n")
-    s3.put_object(Bucket=bucket, Key=part_key(run_id, index), Body="".join(lines).encode("utf-8"))
-    stats = {
-        "index": index,
-        "rows": len(records),
+            added = ["", "", *empty_probabilities, prediction.error, warning or ""]
+        lines.append(f"{raw},{format_row(added)}\n")
+    body = bom + "".join(lines).encode("utf-8", "surrogateescape")
+    counts = {
+        "rows": len(rows),
         "classified": sum(labels.values()),
         "rejected": dict(rejected),
         "labels": dict(labels),
+        "warnings": dict(warned),
+        "columns_added": columns_added,
+    }
+    return body, counts
+
+
+def classify_range(s3: Any, classifier: Any, *, job: dict[str, Any], byte_range: dict[str, int]) -> dict[str, Any]:
+    """Classify one byte range into part <index + 1> of the result's upload, then write its
+    stats (the stats mark the part done). Rejected rows (empty lyrics, ...) get an error and
+    empty predictions; they are counted, never dropped. A retry replaces the same part."""
+    started = time.perf_counter()
+    index = byte_range["index"]
+    data = read_range(s3, job["source"], byte_range["start"], byte_range["end"])
+    body, counts = classify_bytes(
+        data,
+        classifier,
+        encoding=job["encoding"],
+        columns=job["columns"],
+        text_column_index=job["text_column_index"],
+        first_line=byte_range["first_line"],
+        with_header=byte_range["start"] == 0,
+    )
+    etag = s3.upload_part(
+        Bucket=job["bucket"],
+        Key=job["result_key"],
+        UploadId=job["upload_id"],
+        PartNumber=index + 1,
+        Body=body,
+    )["ETag"]
+    stats = {
+        "index": index,
+        "part": index + 1,
+        "etag": etag,
+        "bytes_in": len(data),
+        "bytes_out": len(body),
+        **counts,
         "model": classifier.identity,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    _put_json(s3, bucket, part_stats_key(run_id, index), stats)
-    return {k: stats[k] for k in ("index", "rows", "classified", "seconds")}
+    _put_json(s3, job["bucket"], part_stats_key(job["run_id"], index), stats)
+    return {
+        "index": index,
+        "rows": counts["rows"],
+        "classified": counts["classified"],
+        "bytes": len(data),
+        "seconds": stats["seconds"],
+    }
 
 
 # ----------------------------------------------------------------------------- Merge
 
 
-def output_columns(header: list[str], labels: list[str]) -> list[str]:
-    """The appended columns; prefixed when the input already has a column of the same name."""
-    added = ["label", "score", *(f"prob_{label}" for label in labels), "error"]
-    existing = {name.strip().lower() for name in header}
-    if existing.intersection(name.lower() for name in added):
-        added = [f"predicted_{name}" for name in added]
-    return added
+def superseded_by(s3: Any, source: dict[str, Any]) -> str | None:
+    """The version (or ETag) of a newer upload of the same key, if there is one. Only the run
+    of the current version may write results, so an older version finishing last never
+    overwrites a newer one's."""
+    head = _head(s3, source["bucket"], source["key"])
+    if head is None:  # deleted since: nothing newer to protect
+        return None
+    if source.get("version_id"):
+        current = head.get("VersionId")
+        return current if current and current != source["version_id"] else None
+    return None if _same_etag(head.get("ETag"), source.get("etag")) else head.get("ETag")
 
 
-class _MultipartWriter:
-    """Streams text into one S3 object in parts of at least 8 MiB; aborts on failure, so a
-    failed merge leaves no object behind."""
-
-    def __init__(self, s3: Any, bucket: str, key: str, content_type: str):
-        self._s3, self._bucket, self._key = s3, bucket, key
-        self._content_type = content_type
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self.bytes_written = 0
-
-    def write(self, data: bytes) -> None:
-        self._buffer += data
-        self.bytes_written += len(data)
-        if len(self._buffer) >= MULTIPART_PART_BYTES:
-            self._upload_part()
-
-    def _upload_part(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._key, ContentType=self._content_type
-            )["UploadId"]
-        number = len(self._parts) + 1
-        etag = self._s3.upload_part(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=bytes(self._buffer),
-        )["ETag"]
-        self._parts.append({"ETag": etag, "PartNumber": number})
-        self._buffer.clear()
-
-    def complete(self) -> None:
-        if self._upload_id is None:  # small output: one plain PUT
-            self._s3.put_object(
-                Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer), ContentType=self._content_type
-            )
-            return
-        if self._buffer:
-            self._upload_part()
-        self._s3.complete_multipart_upload(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
-        )
-
-    def abort(self) -> None:
-        if self._upload_id is not None:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+def _list_parts(s3: Any, bucket: str, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+    parts: dict[int, dict[str, Any]] = {}
+    marker = 0
+    while True:
+        page = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker, MaxParts=1000)
+        for part in page.get("Parts", []):
+            parts[part["PartNumber"]] = part
+        if not page.get("IsTruncated"):
+            return parts
+        marker = int(page["NextPartNumberMarker"])
 
 
-def _read_all_stats(s3: Any, bucket: str, run_id: str, items: list[dict[str, int]]) -> list[dict[str, Any]]:
-    """Every chunk's stats, or IncompleteRunError naming the chunks that were not classified."""
-    stats, missing = [], []
-    for item in items:
+def _read_all_stats(s3: Any, bucket: str, run_id: str, items: list[dict[str, int]]) -> list[dict[str, Any] | None]:
+    def read(item: dict[str, int]) -> dict[str, Any] | None:
         try:
-            stats.append(_get_json(s3, bucket, part_stats_key(run_id, item["index"])))
+            return _get_json(s3, bucket, part_stats_key(run_id, item["index"]))
         except s3.exceptions.NoSuchKey:
-            missing.append(item)
+            return None
+
+    # Thousands of small GETs: in parallel, so Merge stays well under a minute at 10,000 ranges.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(read, items))
+
+
+def verify_parts(
+    items: list[dict[str, int]], stats: list[dict[str, Any] | None], parts: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every range's stats, checked against the upload's parts, or IncompleteRunError saying
+    which ranges are missing or inconsistent."""
+    missing = [item for item, stat in zip(items, stats) if stat is None or stat["part"] not in parts]
     if missing:
-        where = ", ".join(f"chunk {m['index']} (rows from line {m['first_line']})" for m in missing[:5])
+        where = ", ".join(f"range {m['index']} (rows from line {m['first_line']})" for m in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise IncompleteRunError(
-            f"{len(missing)} of {len(items)} chunks were not classified: {where}{more}; "
+            f"{len(missing)} of {len(items)} ranges were not classified: {where}{more}; "
             "no result was written (see the failed Classify executions in the Map Run)"
         )
-    for item, stat in zip(items, stats):
+    checked = [stat for stat in stats if stat is not None]
+    for item, stat in zip(items, checked):
+        part = parts[stat["part"]]
         accounted = stat["classified"] + sum(stat["rejected"].values())
-        if stat["rows"] != item["rows"] or accounted != item["rows"]:
+        if accounted != stat["rows"] or stat["bytes_in"] != item["end"] - item["start"]:
             raise IncompleteRunError(
-                f"chunk {item['index']}: split wrote {item['rows']} rows but classify accounted for "
-                f"{accounted}; no result was written"
+                f"range {item['index']}: {item['end'] - item['start']} bytes split, {stat['bytes_in']} read; "
+                f"{stat['rows']} rows parsed, {accounted} accounted for; no result was written"
             )
-    models = {stat["model"]["sha256"] for stat in stats}
+        if part["ETag"] != stat["etag"] or part["Size"] != stat["bytes_out"]:
+            raise IncompleteRunError(
+                f"range {item['index']}: part {stat['part']} is not the one its stats describe "
+                "(a retry replaced it mid-way); no result was written"
+            )
+        if part["Size"] < S3_MIN_PART_BYTES and item is not items[-1]:
+            raise IncompleteRunError(
+                f"range {item['index']}: its output is {part['Size']:,} bytes, under S3's 5 MiB "
+                "minimum for a part that is not the last (mostly blank lines?); no result was written"
+            )
+    extra = set(parts) - {stat["part"] for stat in checked}
+    if extra:
+        raise IncompleteRunError(f"the upload has parts no range wrote: {sorted(extra)[:5]}; no result was written")
+    models = {stat["model"]["sha256"] for stat in checked}
     if len(models) > 1:
         raise IncompleteRunError(
-            f"chunks were classified by {len(models)} different models (a deployment changed the "
+            f"ranges were classified by {len(models)} different models (a deployment changed the "
             "model during the run); upload the file again to classify it with one model"
         )
-    return stats
+    return checked
 
 
 def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
-    """Check that every row is accounted for, then stream the parts, in order, into the
-    classified CSV and write the summary. Nothing final is written unless the check passes."""
+    """Check that every row is accounted for, then complete the result's multipart upload and
+    write the summary. Nothing final is written unless the check passes; a run whose input
+    has a newer version aborts its upload and writes nothing (the newer run writes)."""
     started = time.perf_counter()
-    run = _get_json(s3, bucket, f"{run_prefix(run_id)}run.json")
-    items = _get_json(s3, bucket, f"{run_prefix(run_id)}manifest.json")
-    stats = _read_all_stats(s3, bucket, run_id, items)
-    model = stats[0]["model"] if stats else None
-    labels = list(model["labels"]) if model else []
-    columns = output_columns(run["header"], labels)
-
-    out_key = result_key(run["input"]["key"])
-    writer = _MultipartWriter(s3, bucket, out_key, "text/csv; charset=utf-8")
-    try:
-        if run["input"]["encoding"] == "utf-8-sig":
-            writer.write("\ufeff".encode("utf-8"))  # keep the BOM that spreadsheet apps look for
-        writer.write(f"{run['header_raw']},{format_row(columns)}\n".encode("utf-8"))
-        for item in items:
-            part = s3.get_object(Bucket=bucket, Key=part_key(run_id, item["index"]))["Body"]
-            for block in iter(lambda: part.read(MULTIPART_PART_BYTES), b""):
-                writer.write(block)
-        writer.complete()
-    except BaseException:
-        writer.abort()
-        raise
-
+    run = _get_json(s3, bucket, run_info_key(run_id))
+    job, source = run["job"], run["input"]
+    newer = superseded_by(s3, source)
+    if newer:
+        abort_upload(s3, job)
+        return {
+            "status": "superseded",
+            "superseded_by": newer,
+            "rows_in": 0,
+            "rows_classified": 0,
+            "rows_rejected": 0,
+            "bucket": bucket,
+            "result_key": None,
+            "summary_key": None,
+        }
+    items = _get_json(s3, bucket, manifest_key(run_id))
+    stats = verify_parts(
+        items,
+        _read_all_stats(s3, bucket, run_id, items),
+        _list_parts(s3, bucket, job["result_key"], job["upload_id"]),
+    )
+    if len(items) > MAX_PARTS:  # Split plans fewer; a guard, not a path
+        raise IncompleteRunError(f"{len(items)} ranges exceed S3's {MAX_PARTS:,} parts per upload")
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=job["result_key"],
+        UploadId=job["upload_id"],
+        MultipartUpload={"Parts": [{"ETag": stat["etag"], "PartNumber": stat["part"]} for stat in stats]},
+    )
+    model = stats[0]["model"]
+    labels = list(model["labels"])
     rejected: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     label_counts: Counter[str] = Counter({label: 0 for label in labels})
     for stat in stats:
         rejected.update(stat["rejected"])
+        warnings.update(stat["warnings"])
         label_counts.update(stat["labels"])
+    rows_in = sum(stat["rows"] for stat in stats)
     rows_classified = sum(stat["classified"] for stat in stats)
     summary = {
-        "input": run["input"],
-        "output": {"bucket": bucket, "key": out_key, "bytes": writer.bytes_written},
+        "input": source,
+        "output": {"bucket": bucket, "key": job["result_key"], "bytes": sum(stat["bytes_out"] for stat in stats)},
         "execution_id": run_id,
-        "rows_in": run["rows"],
+        "rows_in": rows_in,
         "rows_classified": rows_classified,
         "rows_rejected": sum(rejected.values()),
         "rejected_by_reason": dict(rejected),
+        "rows_with_warnings": sum(warnings.values()),
+        "warnings_by_reason": dict(warnings),
         "label_counts": dict(label_counts),
         "text_column": run["text_column"],
-        "columns_added": columns,
+        "columns_added": stats[0]["columns_added"],
         "model": model,
-        "chunks": run["chunks"],
-        "chunk_rows": run["chunk_rows"],
+        "ranges": run["ranges"],
+        "range_bytes": run["range_bytes"],
         "timings": {
             "started_at": run["started_at"],
             "finished_at": _now(),
             "split_seconds": run["split_seconds"],
             "classify_seconds_sum": round(sum(stat["seconds"] for stat in stats), 3),
+            "classify_seconds_max": max(stat["seconds"] for stat in stats),
             "merge_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    summary_out = summary_key(run["input"]["key"])
+    summary_out = summary_key(source["key"])
     _put_json(s3, bucket, summary_out, summary)
+    # A failure report of an earlier version must not sit beside this success.
+    _delete_if_exists(s3, bucket, failure_key(source["key"]))
     return {
-        "rows_in": summary["rows_in"],
+        "status": "complete",
+        "rows_in": rows_in,
         "rows_classified": rows_classified,
         "rows_rejected": summary["rows_rejected"],
         "bucket": bucket,
-        "result_key": out_key,
+        "result_key": job["result_key"],
         "summary_key": summary_out,
     }
+
+
+def abort_upload(s3: Any, job: dict[str, Any]) -> None:
+    try:
+        s3.abort_multipart_upload(Bucket=job["bucket"], Key=job["result_key"], UploadId=job["upload_id"])
+    except s3.exceptions.ClientError as exc:
+        if not _is_missing(exc):
+            raise
 
 
 # ----------------------------------------------------------------------------- failures
@@ -483,20 +755,41 @@ def failure_reason(error: str, cause: str) -> str:
 
 
 def write_failure_report(
-    s3: Any, *, bucket: str, input_bucket: str, input_key: str, run_id: str, error: str, cause: str
+    s3: Any,
+    *,
+    bucket: str,
+    source: dict[str, Any],
+    run_id: str,
+    error: str,
+    cause: str,
+    job: dict[str, Any] | None = None,
+    claim: str | None = None,
 ) -> dict[str, Any]:
-    """Write failed/<input name>.error.json and return the error and reason for the Fail state."""
+    """Abort the result's upload, release the claim, and write failed/<input name>.error.json
+    (and remove an older version's result, so no stale success sits beside this failure).
+    A run superseded by a newer upload writes its report into its work area instead."""
     reason = failure_reason(error, cause)
     if error == "States.ExceedToleratedFailureThreshold":
-        reason = f"some chunks could not be classified, so no result was written ({reason})"
+        reason = f"some ranges could not be classified, so no result was written ({reason})"
+    if job:
+        abort_upload(s3, job)
+    release_claim(s3, bucket, claim or claim_key(source), run_id)
+    newer = superseded_by(s3, source)
     report = {
-        "input": {"bucket": input_bucket, "key": input_key},
+        "input": source,
         "execution_id": run_id,
         "error": error,
         "reason": reason,
         "cause": cause,
         "failed_at": _now(),
+        "superseded_by": newer,
     }
-    key = failure_key(input_key)
-    _put_json(s3, bucket, key, report)
+    if newer:
+        key = f"{run_prefix(run_id)}error.json"
+        _put_json(s3, bucket, key, report)
+    else:
+        key = failure_key(source["key"])
+        _put_json(s3, bucket, key, report)
+        for stale in (result_key(source["key"]), summary_key(source["key"])):
+            _delete_if_exists(s3, bucket, stale)
     return {"error": error or "Failed", "reason": reason, "report_key": key}

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.config import Config
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "lyrics-classifier"))
+from ..contract import ENV_OUTPUT_BUCKET, SERVICE_NAME
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME))
 
 
 @functools.cache
 def s3_client():
-    # Created once per container: client creation costs tens of milliseconds.
-    return boto3.client("s3")
+    # Created once per container: client creation costs tens of milliseconds. Split reads
+    # ahead and Merge reads part stats in parallel, so the pool is wider than the default 10.
+    return boto3.client("s3", config=Config(max_pool_connections=32, retries={"mode": "adaptive", "max_attempts": 8}))
 
 
 def output_bucket() -> str:
     try:
-        return os.environ["OUTPUT_BUCKET"]
+        return os.environ[ENV_OUTPUT_BUCKET]
     except KeyError:
-        raise RuntimeError("OUTPUT_BUCKET is not set: the function is misconfigured") from None
+        raise RuntimeError(f"{ENV_OUTPUT_BUCKET} is not set: the function is misconfigured") from None
+
+
+def event_source(event: dict[str, Any]) -> dict[str, Any]:
+    """The uploaded object named by an EventBridge "Object Created" event."""
+    detail = event["detail"]
+    return {
+        "bucket": detail["bucket"]["name"],
+        "key": detail["object"]["key"],
+        "version_id": detail["object"].get("version-id"),
+        "etag": detail["object"].get("etag"),
+    }

@@ -1,4 +1,4 @@
-"""Classify: one chunk -> one part, through the ONNX classifier (loaded once per container)."""
+"""Classify: one byte range -> one part of the result's upload, through the ONNX classifier (loaded once per container)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..runtime import Classifier, threads_for_environment
-from ..workflow import classify_chunk
+from ..workflow import classify_range
 from ._aws import logger, s3_client
 
 DEFAULT_MODEL_DIR = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), "model")
@@ -29,15 +29,8 @@ def current_classifier() -> Classifier:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """event: {"run_id", "bucket", "text_column_index", "chunk": {"index", "rows", "first_line"}}"""
-    logger.append_keys(run_id=event["run_id"], chunk=event["chunk"]["index"])
-    result = classify_chunk(
-        s3_client(),
-        current_classifier(),
-        bucket=event["bucket"],
-        run_id=event["run_id"],
-        index=event["chunk"]["index"],
-        text_column_index=event["text_column_index"],
-    )
-    logger.info("chunk classified", extra=result)
+    """event: {"job": <Split's job: source, encoding, upload, ...>, "range": {"index", "start", "end", "first_line"}}"""
+    logger.append_keys(run_id=event["job"]["run_id"], range=event["range"]["index"])
+    result = classify_range(s3_client(), current_classifier(), job=event["job"], byte_range=event["range"])
+    logger.info("range classified", extra=result)
     return result

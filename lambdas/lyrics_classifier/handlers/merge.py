@@ -1,4 +1,4 @@
-"""Merge: every part, in order -> results/<input name>.classified.csv and its summary."""
+"""Merge: verify every part, complete the upload of results/<input name>.classified.csv, write its summary."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ..contract import METRICS_NAMESPACE
 from ..workflow import merge_results
 from ._aws import logger, s3_client
 
-metrics = Metrics(namespace="LyricsClassifier")
+metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 
 @logger.inject_lambda_context(clear_state=True)

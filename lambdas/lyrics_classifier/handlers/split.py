@@ -1,4 +1,4 @@
-"""Split: the uploaded CSV -> chunks and a manifest in the run's work area."""
+"""Split: claim the uploaded object version, index it into byte ranges, start the result's upload."""
 
 from __future__ import annotations
 
@@ -7,23 +7,25 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..workflow import DEFAULT_CHUNK_ROWS, split_input
-from ._aws import logger, output_bucket, s3_client
+from ..contract import DEFAULT_RANGE_BYTES, ENV_RANGE_BYTES, ENV_TEXT_COLUMN
+from ..workflow import split_input
+from ._aws import event_source, logger, output_bucket, s3_client
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: {"event": <EventBridge "Object Created" event>, "run_id": <execution name>}"""
-    detail = event["event"]["detail"]
+    source = event_source(event["event"])
     logger.append_keys(run_id=event["run_id"])
     result = split_input(
         s3_client(),
-        input_bucket=detail["bucket"]["name"],
-        input_key=detail["object"]["key"],
+        input_bucket=source["bucket"],
+        input_key=source["key"],
+        version_id=source["version_id"],
         work_bucket=output_bucket(),
         run_id=event["run_id"],
-        chunk_rows=int(os.environ.get("CHUNK_ROWS") or DEFAULT_CHUNK_ROWS),
-        text_column=os.environ.get("TEXT_COLUMN") or None,
+        range_bytes=int(os.environ.get(ENV_RANGE_BYTES) or DEFAULT_RANGE_BYTES),
+        text_column=os.environ.get(ENV_TEXT_COLUMN) or None,
     )
-    logger.info("input split", extra={k: result[k] for k in ("input_key", "rows", "chunks")})
+    logger.info("input indexed", extra={k: result[k] for k in ("input_key", "bytes", "ranges", "duplicate_of")})
     return result
