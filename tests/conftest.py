@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +26,27 @@ def default_model_dir() -> Path:
             check=True,
         )
     return model_dir
+
+
+def wide_csv(rows: int, seed: int = 0) -> bytes:
+    """Short lyrics with bulky pass-through columns (quoted, with commas, quotes and line
+    breaks; CRLF): a file of several byte ranges that is cheap to classify."""
+    rng = random.Random(seed)
+    words = "love night road heart fire dance rain city gold river dream truck corazón".split()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["id", "lyrics", "notes"])
+    for i in range(rows):
+        lyric = "\n".join(" ".join(rng.choice(words) for _ in range(6)) for _ in range(2))
+        writer.writerow([i, "" if i % 1000 == 999 else lyric, ", ".join(rng.choice(words) for _ in range(700)) + ' "quoted"'])
+    return buffer.getvalue().encode("utf-8")
+
+
+@pytest.fixture(scope="session")
+def three_ranges() -> bytes:
+    """~14 MB: three ranges at the smallest range size (6 MiB)."""
+    from lyrics_classifier.contract import MIN_RANGE_BYTES
+
+    data = wide_csv(2900)
+    assert 2 * MIN_RANGE_BYTES < len(data) < 3 * MIN_RANGE_BYTES
+    return data

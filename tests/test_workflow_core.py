@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -12,15 +13,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from lyrics_classifier.contract import MIN_RANGE_BYTES
 from lyrics_classifier.csvfile import InputError, iter_records
 from lyrics_classifier.runtime import Classifier
 from lyrics_classifier.workflow import (
     IncompleteRunError,
-    classify_chunk,
+    classify_range,
+    failure_key,
     merge_results,
-    part_stats_key,
     result_key,
     split_input,
+    summary_key,
+    write_failure_report,
 )
 
 IN, OUT = "in-bucket", "out-bucket"
@@ -35,26 +39,48 @@ def classifier(default_model_dir):
 def s3():
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=IN)
-        client.create_bucket(Bucket=OUT)
+        for bucket in (IN, OUT):
+            client.create_bucket(Bucket=bucket)
+            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         yield client
 
 
-def run_steps(s3, classifier, data: bytes, key="songs.csv", chunk_rows=2, run_id="run-1", text_column=None):
-    """Every step, in the order the state machine runs them; returns the output CSV text."""
-    s3.put_object(Bucket=IN, Key=key, Body=data)
-    split = split_input(
-        s3, input_bucket=IN, input_key=key, work_bucket=OUT, run_id=run_id,
-        chunk_rows=chunk_rows, text_column=text_column,
+def upload(s3, data: bytes, key="songs.csv") -> str:
+    return s3.put_object(Bucket=IN, Key=key, Body=data).get("VersionId")  # None if unversioned: ETag-pinned
+
+
+def split(s3, key="songs.csv", run_id="run-1", version_id=None, **options):
+    options.setdefault("range_bytes", MIN_RANGE_BYTES)  # the smallest ranges: several with fewer rows
+    return split_input(
+        s3, input_bucket=IN, input_key=key, work_bucket=OUT, run_id=run_id, version_id=version_id, **options
     )
-    items = json.loads(s3.get_object(Bucket=OUT, Key=split["manifest_key"])["Body"].read())
-    for item in items:
-        classify_chunk(
-            s3, classifier, bucket=OUT, run_id=run_id, index=item["index"],
-            text_column_index=split["text_column_index"],
-        )
+
+
+def manifest(s3, result) -> list[dict]:
+    return json.loads(s3.get_object(Bucket=OUT, Key=result["manifest_key"])["Body"].read())
+
+
+def classify_all(s3, classifier, result, skip=()):
+    for item in manifest(s3, result):
+        if item["index"] not in skip:
+            classify_range(s3, classifier, job=result["job"], byte_range=item)
+
+
+def run_steps(s3, classifier, data: bytes, key="songs.csv", run_id="run-1", text_column=None):
+    """Every step, in the order the state machine runs them; returns the output bytes."""
+    version = upload(s3, data, key)
+    result = split(s3, key, run_id, version, text_column=text_column)
+    classify_all(s3, classifier, result)
     merged = merge_results(s3, bucket=OUT, run_id=run_id)
-    return s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read().decode("utf-8"), merged
+    return s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read(), merged
+
+
+def records(data: bytes, encoding="utf-8"):
+    return list(iter_records(io.StringIO(data.decode(encoding, "surrogateescape").lstrip("\ufeff"), newline="")))
+
+
+def columns(classifier) -> list[str]:
+    return ["label", "score", *[f"prob_{l}" for l in classifier.labels], "error", "warning"]
 
 
 def test_output_appends_columns_to_each_original_record(s3, classifier):
@@ -64,86 +90,204 @@ def test_output_appends_columns_to_each_original_record(s3, classifier):
         '8,   ,"said ""no"""\r\n'
         '7,"Dancing in the club, oh oh, my heart beats for you",x\r\n'
     ).encode()
-    text, merged = run_steps(s3, classifier, data, chunk_rows=2)
-    rows = list(iter_records(io.StringIO(text, newline="")))
+    output, merged = run_steps(s3, classifier, data)
+    rows = records(output)
     labels = list(classifier.labels)
-    assert rows[0].fields == ["id", "lyrics", "notes", "label", "score", *[f"prob_{l}" for l in labels], "error"]
-    originals = list(iter_records(io.StringIO(data.decode(), newline="")))[1:]
+    assert rows[0].fields == ["id", "lyrics", "notes", *columns(classifier)]
+    originals = records(data)[1:]
     assert len(rows) - 1 == len(originals) == merged["rows_in"] == 3
     for original, row in zip(originals, rows[1:]):
         assert row.raw.startswith(original.raw + ",")  # the original text, byte for byte
     classified = rows[1]
-    assert classified.fields[3] in labels and classified.fields[-1] == ""
-    probabilities = [float(p) for p in classified.fields[5:-1]]
+    assert classified.fields[3] in labels and classified.fields[-2:] == ["", ""]
+    probabilities = [float(p) for p in classified.fields[5:-2]]
     assert abs(sum(probabilities) - 1) < 0.01 and float(classified.fields[4]) == max(probabilities)
     rejected = rows[2]
-    assert rejected.fields[3:-1] == [""] * (2 + len(labels)) and rejected.fields[-1] == "empty lyrics"
-    assert merged["rows_classified"] == 2 and merged["rows_rejected"] == 1
+    assert rejected.fields[3:-2] == [""] * (2 + len(labels)) and rejected.fields[-2] == "empty lyrics"
+    assert merged["rows_classified"] == 2 and merged["rows_rejected"] == 1 and merged["status"] == "complete"
 
 
 def test_summary_accounts_for_every_row_and_names_the_model(s3, classifier, default_model_dir):
     import hashlib
 
     data = "lyrics\n" + "".join(f"song number {i} about the open road\n" for i in range(5)) + '""\n'
-    _, merged = run_steps(s3, classifier, data.encode(), chunk_rows=4)
+    _, merged = run_steps(s3, classifier, data.encode())
     summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
     assert summary["rows_in"] == 6 == summary["rows_classified"] + summary["rows_rejected"]
     assert summary["rejected_by_reason"] == {"empty lyrics": 1}
     assert sum(summary["label_counts"].values()) == 5
     sha = hashlib.sha256((default_model_dir / "model.onnx").read_bytes()).hexdigest()
     assert summary["model"]["sha256"] == sha
-    assert summary["execution_id"] == "run-1" and summary["chunks"] == 2
+    assert summary["execution_id"] == "run-1" and summary["ranges"] == 1
+    assert summary["input"]["version_id"] and summary["input"]["encoding"] == "utf-8"
 
 
 def test_header_only_file_gives_the_same_columns_and_no_rows(s3, classifier):
-    text, merged = run_steps(s3, classifier, b"id,lyrics\n")
+    output, merged = run_steps(s3, classifier, b"id,lyrics\n")
     assert merged["rows_in"] == 0
-    assert text == "id,lyrics,label,score," + ",".join(f"prob_{l}" for l in classifier.labels) + ",error\n"
+    assert output.decode() == "id,lyrics," + ",".join(columns(classifier)) + "\n"
 
 
 def test_existing_label_column_gets_prefixed_columns(s3, classifier):
-    text, _ = run_steps(s3, classifier, b"lyrics,label\nsome words here,mine\n")
-    header = next(csv.reader(io.StringIO(text)))
+    output, _ = run_steps(s3, classifier, b"lyrics,label\nsome words here,mine\n")
+    header = next(csv.reader(io.StringIO(output.decode())))
     assert header[:4] == ["lyrics", "label", "predicted_label", "predicted_score"]
 
 
-def test_merge_refuses_when_a_chunk_was_not_classified(s3, classifier):
-    s3.put_object(Bucket=IN, Key="songs.csv", Body=b"lyrics\na\nb\nc\n")
-    split = split_input(s3, input_bucket=IN, input_key="songs.csv", work_bucket=OUT, run_id="r", chunk_rows=1)
-    for index in (0, 2):  # chunk 1 never ran
-        classify_chunk(s3, classifier, bucket=OUT, run_id="r", index=index, text_column_index=0)
-    with pytest.raises(IncompleteRunError, match=r"1 of 3 chunks were not classified: chunk 1 \(rows from line 3\)"):
-        merge_results(s3, bucket=OUT, run_id="r")
+def test_a_file_of_several_ranges_comes_back_whole_in_order(s3, classifier, three_ranges):
+    output, merged = run_steps(s3, classifier, three_ranges)
+    items = manifest(s3, {"manifest_key": "runs/run-1/manifest.json"})
+    assert len(items) == 3 and items[0]["start"] == 0 and items[-1]["end"] == len(three_ranges)
+    assert all(a["end"] == b["start"] for a, b in zip(items, items[1:]))
+    originals, rows = records(three_ranges), records(output)
+    assert len(rows) == len(originals) == merged["rows_in"] + 1 == 2901
+    assert merged["rows_rejected"] == 2  # rows 999 and 1999 have empty lyrics
+    for original, row in zip(originals[1:], rows[1:]):
+        assert row.raw.startswith(original.raw + ",")
+    # Physical line numbers of each range's first record, for error messages.
+    for item in items:
+        assert three_ranges[: item["start"]].count(b"\n") + 1 == item["first_line"]
+
+
+def test_merge_completes_only_when_every_part_is_there(s3, classifier, three_ranges):
+    result = split(s3, version_id=upload(s3, three_ranges))
+    classify_all(s3, classifier, result, skip={1})
+    with pytest.raises(IncompleteRunError, match=r"1 of 3 ranges were not classified: range 1 \(rows from line \d+\)"):
+        merge_results(s3, bucket=OUT, run_id="run-1")
     assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="results/")
-    assert split["chunks"] == 3
+    # The failure report aborts the upload: nothing partial can ever appear.
+    write_failure_report(
+        s3, bucket=OUT, source=result["job"]["source"], run_id="run-1", error="IncompleteRunError",
+        cause="", job=result["job"], claim=result["claim_key"],
+    )
+    assert s3.list_multipart_uploads(Bucket=OUT).get("Uploads", []) == []
+    assert s3.head_object(Bucket=OUT, Key=failure_key("songs.csv"))
+    # The claim was released: a new execution of the same version runs.
+    assert split(s3, run_id="run-2", version_id=result["job"]["source"]["version_id"])["duplicate_of"] is None
 
 
-def test_retried_classify_rewrites_the_same_part(s3, classifier):
-    s3.put_object(Bucket=IN, Key="songs.csv", Body=b"lyrics\nhello there\n")
-    split_input(s3, input_bucket=IN, input_key="songs.csv", work_bucket=OUT, run_id="r")
+def test_a_retried_classify_replaces_its_own_part(s3, classifier):
+    result = split(s3, version_id=upload(s3, b"lyrics\nhello there\n"))
+    item = manifest(s3, result)[0]
     for _ in range(2):
-        classify_chunk(s3, classifier, bucket=OUT, run_id="r", index=0, text_column_index=0)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=OUT, Prefix="runs/r/parts/")["Contents"]]
-    assert keys == ["runs/r/parts/000000.csv", part_stats_key("r", 0)]
+        classify_range(s3, classifier, job=result["job"], byte_range=item)
+    job = result["job"]
+    parts = s3.list_parts(Bucket=OUT, Key=job["result_key"], UploadId=job["upload_id"])["Parts"]
+    assert [p["PartNumber"] for p in parts] == [1]
+    assert merge_results(s3, bucket=OUT, run_id="run-1")["rows_in"] == 1
+
+
+def test_a_duplicate_event_for_the_same_version_starts_nothing(s3):
+    version = upload(s3, b"lyrics\nla la\n")
+    first = split(s3, run_id="run-1", version_id=version)
+    retried = split(s3, run_id="run-1", version_id=version)  # Split's own retry proceeds
+    duplicate = split(s3, run_id="run-2", version_id=version)
+    assert first["duplicate_of"] is None and retried["duplicate_of"] is None
+    assert duplicate["duplicate_of"] == "run-1" and duplicate["job"] is None
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="runs/run-2/")
+
+
+def test_an_older_version_finishing_last_never_overwrites_the_newer_result(s3, classifier):
+    old = split(s3, run_id="old", version_id=upload(s3, b"lyrics,v\nfirst words,1\n"))
+    new = split(s3, run_id="new", version_id=upload(s3, b"lyrics,v\nsecond words,2\n"))
+    classify_all(s3, classifier, new)
+    classify_all(s3, classifier, old)
+    assert merge_results(s3, bucket=OUT, run_id="new")["status"] == "complete"
+    assert merge_results(s3, bucket=OUT, run_id="old")["status"] == "superseded"
+    output = s3.get_object(Bucket=OUT, Key=result_key("songs.csv"))["Body"].read().decode()
+    assert "second words" in output and "first words" not in output
+    assert s3.list_multipart_uploads(Bucket=OUT).get("Uploads", []) == []  # the old upload was aborted
+
+
+def test_success_and_failure_reports_never_sit_side_by_side(s3, classifier):
+    run_steps(s3, classifier, b"lyrics\nfirst words\n", run_id="good")
+    # A newer version fails: its report replaces the older success ...
+    version = upload(s3, b"lyrics\nsecond words\n")
+    failed = split(s3, run_id="bad", version_id=version)
+    write_failure_report(
+        s3, bucket=OUT, source=failed["job"]["source"], run_id="bad", error="Boom", cause="it broke",
+        job=failed["job"], claim=failed["claim_key"],
+    )
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=OUT, Prefix="results/").get("Contents", [])}
+    assert keys == set() and s3.head_object(Bucket=OUT, Key=failure_key("songs.csv"))
+    # ... and a later success removes the failure report.
+    run_steps(s3, classifier, b"lyrics\nthird words\n", run_id="fixed")
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="failed/")
+    assert s3.head_object(Bucket=OUT, Key=summary_key("songs.csv"))
+
+
+def test_a_superseded_failure_writes_no_report_beside_the_newer_result(s3, classifier):
+    stale = split(s3, run_id="stale", version_id=upload(s3, b"lyrics\nfirst words\n"))
+    run_steps(s3, classifier, b"lyrics\nsecond words\n", run_id="fresh")
+    report = write_failure_report(
+        s3, bucket=OUT, source=stale["job"]["source"], run_id="stale", error="Boom", cause="",
+        job=stale["job"], claim=stale["claim_key"],
+    )
+    assert report["report_key"] == "runs/stale/error.json"
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="failed/")
+    assert s3.head_object(Bucket=OUT, Key=result_key("songs.csv"))
 
 
 def test_url_encoded_event_key_finds_the_object(s3):
     s3.put_object(Bucket=IN, Key="my songs ñ.csv", Body=b"lyrics\nla la\n")
-    split = split_input(s3, input_bucket=IN, input_key="my+songs+%C3%B1.csv", work_bucket=OUT, run_id="r")
-    assert split["input_key"] == "my songs ñ.csv"
-    assert result_key(split["input_key"]) == "results/my songs ñ.classified.csv"
+    result = split(s3, key="my+songs+%C3%B1.csv")
+    assert result["input_key"] == "my songs ñ.csv"
+    assert result_key(result["input_key"]) == "results/my songs ñ.classified.csv"
 
 
-def test_non_utf8_bytes_after_the_sniffed_head_switch_to_windows_1252(s3, classifier):
-    body = ("lyrics\n" + "plain ascii line\n" * 8000 + "canción de amor\n").encode("cp1252")
-    assert len(body) > 64 * 1024  # the é-byte is past the sniffed head
-    text, merged = run_steps(s3, classifier, body, chunk_rows=5000)
-    assert merged["rows_in"] == 8001 and text.splitlines()[-1].startswith("canción de amor,")
+def test_a_stray_invalid_byte_garbles_nothing_and_is_marked(s3, classifier):
+    good = "lyrics,n\n" + "".join(f"canción de amor número {i},{i}\n" for i in range(3000))
+    body = good.encode("utf-8") + "la niña bonita,x\n".encode("cp1252") + "última canción,y\n".encode()
+    assert len(body) > 64 * 1024  # the stray byte is past the sniffed head
+    output, merged = run_steps(s3, classifier, body)
+    assert output.startswith(good.split("\n")[0].encode() + b",")
+    # Every row keeps its original bytes: the valid UTF-8 ones are not re-decoded.
+    out_lines = output.split(b"\n")
+    for original, line in zip(body.split(b"\n")[1:-1], out_lines[1:]):
+        assert line.startswith(original + b",")
+    marked = records(output)
+    assert marked[-2].fields[-1] == "text decoded as cp1252: not valid utf-8"
+    assert marked[-1].fields[-1] == "" and marked[1].fields[-1] == ""
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["rows_with_warnings"] == 1 and summary["rows_in"] == 3002
+
+
+def test_a_windows_1252_file_is_transcoded_to_utf8(s3, classifier):
+    body = "lyrics\ncorazón partío\nla canción\n".encode("cp1252")
+    output, merged = run_steps(s3, classifier, body)
+    rows = records(output)
+    assert rows[1].fields[0] == "corazón partío" and rows[1].fields[-1] == ""
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["input"]["encoding"] == "cp1252"
+
+
+@pytest.mark.parametrize("encoding,bom", [("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", b""), ("utf-16-le", b"")])
+def test_utf16_is_transcoded_once_and_indexed(s3, classifier, encoding, bom):
+    text = 'id,lyrics\r\n1,"amor, mi amor\r\ncanción"\r\n2,ñandú\r\n'
+    output, merged = run_steps(s3, classifier, bom + text.encode(encoding))
+    rows = records(output)
+    assert [r.fields[:2] for r in rows[1:]] == [["1", "amor, mi amor\r\ncanción"], ["2", "ñandú"]]
+    assert merged["rows_in"] == 2
+    assert s3.head_object(Bucket=OUT, Key="runs/run-1/input.utf8.csv")  # the transcoded copy
 
 
 def test_split_reports_a_missing_object_readably(s3):
     with pytest.raises(InputError, match=r"s3://in-bucket/gone.csv does not exist"):
-        split_input(s3, input_bucket=IN, input_key="gone.csv", work_bucket=OUT, run_id="r")
+        split(s3, key="gone.csv")
+
+
+def test_a_field_count_mismatch_names_its_physical_line(s3, classifier, three_ranges):
+    broken = three_ranges + b'9999,"a\nb",x,extra\r\n'
+    result = split(s3, version_id=upload(s3, broken))
+    last = manifest(s3, result)[-1]
+    line = broken.count(b"\n") - 1  # the record starts on the line before the last line break
+    with pytest.raises(InputError, match=rf"line {line}: 4 fields, but the header has 3 columns"):
+        classify_range(s3, classifier, job=result["job"], byte_range=last)
+
+
+def test_an_unclosed_quote_is_refused_by_split(s3):
+    with pytest.raises(InputError, match=r"never closed"):
+        split(s3, version_id=upload(s3, b'lyrics\n"open quote\nmore\n'))
 
 
 # --------------------------------------------------------------------------- property
@@ -178,23 +322,23 @@ def csv_files(draw):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(generated=csv_files(), chunk_rows=st.integers(1, 5), bom=st.booleans())
-def test_every_row_once_in_order_with_original_columns(classifier, generated, chunk_rows, bom):
+@given(generated=csv_files(), bom=st.booleans())
+def test_every_row_once_in_order_with_original_columns(classifier, generated, bom):
     text, rows, lyrics_at = generated
     data = ("\ufeff" if bom else "") + text
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=IN)
         s3.create_bucket(Bucket=OUT)
-        output, merged = run_steps(s3, classifier, data.encode("utf-8"), chunk_rows=chunk_rows)
+        output, merged = run_steps(s3, classifier, data.encode("utf-8"))
     inputs = list(iter_records(io.StringIO(text, newline="")))[1:]
-    outputs = list(iter_records(io.StringIO(output.lstrip("\ufeff"), newline="")))[1:]
+    outputs = records(output)[1:]
     assert len(outputs) == len(rows) == merged["rows_in"]
     width = len(rows[0]) if rows else 0
     for row, original, out in zip(rows, inputs, outputs):
         assert out.fields[:width] == row
         assert out.raw.startswith(original.raw + ",")
-        label, error = out.fields[width], out.fields[-1]
+        label, error = out.fields[width], out.fields[-2]
         if not row[lyrics_at].strip():
             assert error == "empty lyrics"
         # A row is either classified or rejected with a reason (e.g. no recognisable tokens).
@@ -203,9 +347,7 @@ def test_every_row_once_in_order_with_original_columns(classifier, generated, ch
 
 
 def test_invalid_utf16_is_refused_readably(s3):
-    import codecs
-
     body = codecs.BOM_UTF16_LE + "id,lyrics\n1,x\n".encode("utf-16-le") + b"\x00\xd8"  # a lone surrogate
-    s3.put_object(Bucket=IN, Key="songs.csv", Body=body)
     with pytest.raises(InputError, match=r"the file is not valid utf-16 text"):
-        split_input(s3, input_bucket=IN, input_key="songs.csv", work_bucket=OUT, run_id="r")
+        split(s3, version_id=upload(s3, body))
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="runs/claims/")  # released: nothing ran

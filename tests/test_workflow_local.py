@@ -41,7 +41,7 @@ def test_sample_lyrics_end_to_end(tmp_path):
     source = SAMPLES / "lyrics.csv"
     target = tmp_path / "lyrics.csv"
     target.write_bytes(source.read_bytes())
-    result = local.run_workflow(target, chunk_rows=50, concurrency=2)
+    result = local.run_workflow(target, concurrency=2)
     assert result.output_csv == tmp_path / "lyrics.classified.csv"
     assert result.summary_path == tmp_path / "lyrics.summary.json"
     inputs = read_rows(target)
@@ -53,7 +53,7 @@ def test_sample_lyrics_end_to_end(tmp_path):
         assert row[width] in ("rock", "pop", "hip hop", "country", "latin")
     summary = json.loads(result.summary_path.read_text())
     assert summary["rows_in"] == len(inputs) - 1 == summary["rows_classified"]
-    assert summary["chunks"] == -(-summary["rows_in"] // 50)
+    assert summary["ranges"] == 1  # a small file is one range, one part
     assert set(summary["timings"]) >= {"split_seconds", "classify_seconds_sum", "merge_seconds"}
 
 
@@ -99,7 +99,7 @@ def test_bad_input_fails_readably_or_accounts_for_every_row(tmp_path, case):
     assert summary["rows_in"] == len(inputs) - 1 == summary["rows_classified"] + summary["rows_rejected"]
     if case == "empty lyrics rows":
         assert summary["rejected_by_reason"] == {"empty lyrics": 2}
-        assert [row[-1] for row in outputs[1:]] == ["empty lyrics", "empty lyrics", ""]
+        assert [row[-2] for row in outputs[1:]] == ["empty lyrics", "empty lyrics", ""]
 
 
 def test_text_column_by_name_and_a_missing_one(tmp_path):
@@ -125,41 +125,38 @@ def test_key_with_spaces_and_non_ascii(tmp_path):
     assert result.summary["input"]["key"] == "mis canciones ñ (2024).csv"
 
 
-def test_thousands_of_chunks_pass_through_the_state_machine(tmp_path):
-    rows = 2000
-    data = "id,lyrics\n" + "".join(f"{i},{'' if i % 500 == 0 else f'line {i}'}\n" for i in range(rows))
-    result = run(tmp_path, data, chunk_rows=1)
-    assert result.summary["chunks"] == rows
-    assert result.summary["rows_in"] == rows
-    assert result.summary["rejected_by_reason"] == {"empty lyrics": 4}
-    assert [row[0] for row in read_rows(result.output_csv)[1:]] == [str(i) for i in range(rows)]
+def test_a_file_of_several_ranges_passes_through_the_state_machine(tmp_path, three_ranges):
+    result = run(tmp_path, three_ranges, range_mb=6)
+    assert result.summary["ranges"] == 3 and result.summary["rows_in"] == 2900
+    assert result.summary["rejected_by_reason"] == {"empty lyrics": 2}
+    assert [row[0] for row in read_rows(result.output_csv)[1:]] == [str(i) for i in range(2900)]
 
 
-def test_classify_that_fails_once_is_retried_and_the_run_succeeds(tmp_path):
+def test_classify_that_fails_once_is_retried_and_the_run_succeeds(tmp_path, three_ranges):
     failed_once: set[int] = set()
 
     def flaky_classify(event, context):
-        index = event["chunk"]["index"]
+        index = event["range"]["index"]
         if index not in failed_once:
             failed_once.add(index)
-            raise ConnectionResetError("connection reset by peer while reading the chunk")
+            raise ConnectionResetError("connection reset by peer while reading the range")
         return classify.handler(event, context)
 
     handlers = local.default_handlers() | {"Classify": flaky_classify}
-    result = run(tmp_path, "lyrics\n" + "a song line\n" * 6, chunk_rows=2, handlers=handlers)
+    result = run(tmp_path, three_ranges, range_mb=6, handlers=handlers)
     assert failed_once == {0, 1, 2}
-    assert result.summary["rows_classified"] == 6
+    assert result.summary["rows_in"] == 2900
 
 
-def test_classify_that_always_fails_ends_in_the_failure_report_and_no_result(tmp_path):
+def test_classify_that_always_fails_ends_in_the_failure_report_and_no_result(tmp_path, three_ranges):
     def broken_classify(event, context):
-        if event["chunk"]["index"] == 1:
+        if event["range"]["index"] == 1:
             raise MemoryError("Runtime exited: out of memory")
         return classify.handler(event, context)
 
     handlers = local.default_handlers() | {"Classify": broken_classify}
-    with pytest.raises(local.RunFailed, match=r"1 of 3 chunks were not classified: chunk 1") as excinfo:
-        run(tmp_path, "lyrics\n" + "a song line\n" * 6, chunk_rows=2, handlers=handlers)
+    with pytest.raises(local.RunFailed, match=r"1 of 3 ranges were not classified: range 1") as excinfo:
+        run(tmp_path, three_ranges, range_mb=6, handlers=handlers)
     assert excinfo.value.report["execution_id"].startswith("local-")
     assert excinfo.value.first_error == "Classify: MemoryError: Runtime exited: out of memory"
     csv_path, summary_path, error_path = local.output_paths(tmp_path / "songs.csv", None)
@@ -176,11 +173,11 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_cli_run_prints_a_summary_and_writes_beside_the_input(tmp_path):
     (tmp_path / "songs.csv").write_text("id,lyrics\n1,whiskey on the porch\n2,\n")
-    done = _cli("run", "songs.csv", "--chunk-rows", "1", cwd=tmp_path)
+    done = _cli("run", "songs.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2 rows in" in done.stdout and "1 classified, 1 rejected" in done.stdout
     assert "rejected: 1 x empty lyrics" in done.stdout
-    assert "classified 2/2 chunks, 2/2 rows" in done.stderr  # progress
+    assert "classified 1/1 ranges (100%), 2 rows" in done.stderr  # progress
     assert (tmp_path / "songs.classified.csv").exists() and (tmp_path / "songs.summary.json").exists()
 
 
@@ -200,5 +197,5 @@ def test_cli_run_failure_is_a_readable_reason_not_a_traceback(tmp_path):
 
 def test_cli_run_help_explains_the_options(tmp_path):
     done = _cli("run", "--help", cwd=tmp_path)
-    for option in ("--output", "--text-column", "--chunk-rows", "--concurrency", "--model"):
+    for option in ("--output", "--text-column", "--range-mb", "--concurrency", "--model"):
         assert option in done.stdout

@@ -64,6 +64,7 @@ READ_BLOCK_BYTES = 8 * MIB  # one ranged GET of Split's pass
 READ_AHEAD = 4  # ranged GETs in flight: one stream alone cannot keep a vCPU busy
 S3_MIN_PART_BYTES = 5 * MIB
 HEADER_LIMIT_BYTES = 16 * MIB
+UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 
 
@@ -105,6 +106,10 @@ def run_info_key(run_id: str) -> str:
 
 def part_stats_key(run_id: str, index: int) -> str:
     return f"{run_prefix(run_id)}parts/{index:05d}.json"
+
+
+def range_error_key(run_id: str, index: int) -> str:
+    return f"{run_prefix(run_id)}errors/{index:05d}.json"
 
 
 def claim_key(source: dict[str, Any]) -> str:
@@ -289,12 +294,9 @@ def _index_input(
     indexer = RangeIndexer(range_bytes, newline)
     for block in _chain(first, blocks):
         indexer.feed(block)
-    if indexer.in_quotes:
-        raise InputError(
-            "a quoted field is never closed (unbalanced double quote): the file ends inside "
-            "quotes; every field that starts with \" must end with \", and quotes inside it are written \"\""
-        )
     ranges = indexer.finish()
+    if indexer.in_quotes:
+        raise InputError(_unclosed_quote_reason(s3, indexed_source, ranges[-1], row_encoding))
     if indexed_source is not source:
         indexed_source["etag"] = s3.head_object(Bucket=work_bucket, Key=indexed_source["key"])["ETag"]
 
@@ -352,6 +354,27 @@ def release_claim(s3: Any, bucket: str, key: str, run_id: str) -> None:
     except s3.exceptions.ClientError as exc:
         if not _is_missing(exc):
             raise
+
+
+def _unclosed_quote_reason(s3: Any, source: dict[str, Any], last: Any, encoding: str) -> str:
+    """The file ends inside quotes: the parser names the line where the field opens, if the
+    last range is small enough to parse here; else the line after which it opens."""
+    if last.end - last.start <= UNCLOSED_QUOTE_PARSE_BYTES:
+        text = read_range(s3, source, last.start, last.end).decode(_codec(encoding), "surrogateescape")
+        try:
+            for _ in iter_records(io.StringIO(text.lstrip("\ufeff"), newline=""), first_line=last.first_line):
+                pass
+        except InputError as exc:
+            return str(exc)
+    return (
+        f"a quoted field opened after line {last.first_line} is never closed (unbalanced double "
+        "quote); every field that starts with \" must end with \", and quotes inside it are written \"\""
+    )
+
+
+def _codec(encoding: str) -> str:
+    # Ranges after the first have no BOM: decode them all as plain UTF-8 (range 0 strips it).
+    return "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -464,7 +487,7 @@ def classify_bytes(
     bom = b""
     if with_header and data.startswith(codecs.BOM_UTF8):
         bom, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
-    codec = "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
+    codec = _codec(encoding)
     text = data.decode(codec, "surrogateescape")
     records = iter_records(io.StringIO(text, newline=""), first_line=first_line)
     head: list[str] = []
@@ -527,15 +550,20 @@ def classify_range(s3: Any, classifier: Any, *, job: dict[str, Any], byte_range:
     started = time.perf_counter()
     index = byte_range["index"]
     data = read_range(s3, job["source"], byte_range["start"], byte_range["end"])
-    body, counts = classify_bytes(
-        data,
-        classifier,
-        encoding=job["encoding"],
-        columns=job["columns"],
-        text_column_index=job["text_column_index"],
-        first_line=byte_range["first_line"],
-        with_header=byte_range["start"] == 0,
-    )
+    try:
+        body, counts = classify_bytes(
+            data,
+            classifier,
+            encoding=job["encoding"],
+            columns=job["columns"],
+            text_column_index=job["text_column_index"],
+            first_line=byte_range["first_line"],
+            with_header=byte_range["start"] == 0,
+        )
+    except InputError as exc:
+        # Kept in the work area: the failure report gives this reason, not just "a range failed".
+        _put_json(s3, job["bucket"], range_error_key(job["run_id"], index), {"index": index, "reason": str(exc)})
+        raise
     etag = s3.upload_part(
         Bucket=job["bucket"],
         Key=job["result_key"],
@@ -667,6 +695,9 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
             "result_key": None,
             "summary_key": None,
         }
+    reason = first_range_error(s3, bucket, run_id)
+    if reason:  # moto lets a Map with failed children succeed; Step Functions fails it
+        raise InputError(reason)
     items = _get_json(s3, bucket, manifest_key(run_id))
     stats = verify_parts(
         items,
@@ -732,6 +763,14 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
     }
 
 
+def first_range_error(s3: Any, bucket: str, run_id: str) -> str | None:
+    """The reason of the first range Classify refused as bad input, if any."""
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{run_prefix(run_id)}errors/", MaxKeys=1)
+    for entry in listed.get("Contents", []):
+        return str(_get_json(s3, bucket, entry["Key"])["reason"])
+    return None
+
+
 def abort_upload(s3: Any, job: dict[str, Any]) -> None:
     try:
         s3.abort_multipart_upload(Bucket=job["bucket"], Key=job["result_key"], UploadId=job["upload_id"])
@@ -769,7 +808,10 @@ def write_failure_report(
     (and remove an older version's result, so no stale success sits beside this failure).
     A run superseded by a newer upload writes its report into its work area instead."""
     reason = failure_reason(error, cause)
-    if error == "States.ExceedToleratedFailureThreshold":
+    range_error = first_range_error(s3, bucket, run_id)
+    if range_error and error in ("States.ExceedToleratedFailureThreshold", "IncompleteRunError"):
+        error, reason = "InputError", range_error  # the input's fault: say where
+    elif error == "States.ExceedToleratedFailureThreshold":
         reason = f"some ranges could not be classified, so no result was written ({reason})"
     if job:
         abort_upload(s3, job)
