@@ -163,6 +163,14 @@ def test_classify_that_always_fails_ends_in_the_failure_report_and_no_result(tmp
     assert error_path.exists() and not csv_path.exists() and not summary_path.exists()
 
 
+def test_throttled_classify_invocations_slow_the_run_down_instead_of_failing_it(tmp_path, three_ranges):
+    # Three ranges at once against a concurrency cap of one: Lambda answers 429 and the
+    # state machine's jittered TooManyRequestsException retry waits until a slot is free.
+    result = run(tmp_path, three_ranges, range_mb=6, concurrency=3, classify_concurrency=1)
+    assert result.throttled > 0
+    assert result.summary["rows_in"] == 2900 and result.summary["ranges"] == 3
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONWARNINGS": "ignore"}
     return subprocess.run(

@@ -260,7 +260,7 @@ def follow(sfn, execution_arn: str, outputs: dict[str, str], *, poll: float) -> 
 
 
 def _map_progress(sfn, execution_arn: str) -> str | None:
-    """`12/40 chunks classified, 1 failed` from the Distributed Map run, if there is one."""
+    """`12/40 ranges classified, 1 failed` from the Distributed Map run, if there is one."""
     try:
         runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
         if not runs:
@@ -270,7 +270,7 @@ def _map_progress(sfn, execution_arn: str) -> str | None:
         return None
     if not counts:
         return None
-    text = f"{counts.get('succeeded', 0)}/{counts.get('total', 0)} chunks classified"
+    text = f"{counts.get('succeeded', 0)}/{counts.get('total', 0)} ranges classified"
     if counts.get("failed"):
         text += f", {counts['failed']} failed"
     return text

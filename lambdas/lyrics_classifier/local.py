@@ -121,6 +121,7 @@ class Progress:
     bytes_done: int = 0
     rows_done: int = 0
     first_error: str | None = None  # "Function: ErrorType: message" of the first failed invoke
+    throttled: int = 0  # Classify invocations refused at the concurrency limit (then retried)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_error(self, function: str, exc: Exception) -> None:
@@ -143,16 +144,36 @@ class LambdaRouter:
     with the response shapes the Lambda service uses (function errors included)."""
 
     def __init__(
-        self, handlers: dict[str, Handler], progress: Progress, on_split: Callable[[dict[str, Any]], None] | None = None
+        self,
+        handlers: dict[str, Handler],
+        progress: Progress,
+        on_split: Callable[[dict[str, Any]], None] | None = None,
+        classify_concurrency: int | None = None,
     ):
         self.handlers = handlers
         self.progress = progress
         self.on_split = on_split
+        # Like Classify's reserved concurrency: invocations beyond it are throttled (HTTP 429).
+        self.classify_slots = threading.BoundedSemaphore(classify_concurrency) if classify_concurrency else None
 
     def __call__(self, request: Any, **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
         name = function_name_of(request.url)
+        if name == "Classify" and self.classify_slots is not None:
+            if not self.classify_slots.acquire(blocking=False):
+                with self.progress.lock:
+                    self.progress.throttled += 1
+                return _throttled(request.url)
+            try:
+                return self._invoke(name, request)
+            finally:
+                self.classify_slots.release()
+        return self._invoke(name, request)
+
+    def _invoke(self, name: str, request: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
         payload = json.loads(request.body or b"{}")
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         try:
@@ -171,6 +192,23 @@ class LambdaRouter:
                 self.on_split(result)
         body = json.dumps(result).encode("utf-8")
         return AWSResponse(request.url, 200, headers, _RawBody(body))
+
+
+def _throttled(url: str) -> Any:
+    """The Lambda service's answer when a function is at its concurrency limit."""
+    from botocore.awsrequest import AWSResponse
+
+    body = json.dumps({
+        "Type": "User",
+        "message": "Rate Exceeded.",
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+    }).encode("utf-8")
+    headers = {
+        "Content-Type": "application/json",
+        "x-amzn-ErrorType": "TooManyRequestsException",
+        "x-amzn-RequestId": str(uuid.uuid4()),  # the interpreter puts it in the error's cause
+    }
+    return AWSResponse(url, 429, headers, _RawBody(body))
 
 
 class _RawBody:
@@ -208,7 +246,7 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def deep_recursion(limit: int = 200_000) -> Iterator[None]:
     """moto's Distributed Map worker takes its next item by recursing, one level per item,
-    so with the default limit of 1,000 a worker dies silently after ~970 chunks and the
+    so with the default limit of 1,000 a worker dies silently after ~970 ranges and the
     run hangs. Python-to-Python calls use no C stack in 3.11+, so a higher limit is safe."""
     saved = sys.getrecursionlimit()
     sys.setrecursionlimit(max(saved, limit))
@@ -227,6 +265,7 @@ class RunResult:
     summary: dict[str, Any] | None
     seconds: float
     failure: dict[str, Any] | None = None
+    throttled: int = 0  # Classify invocations throttled at the concurrency cap, then retried
 
 
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
@@ -250,6 +289,7 @@ def run_workflow(
     range_mb: float = DEFAULT_RANGE_BYTES / MIB,
     concurrency: int | None = None,
     handlers: dict[str, Handler] | None = None,
+    classify_concurrency: int | None = None,
     on_progress: Callable[[Progress, float], None] | None = None,
     poll_seconds: float = 0.2,
 ) -> RunResult:
@@ -286,7 +326,7 @@ def run_workflow(
     with patched_environ(environment), deep_recursion():
         return _execute(
             input_path, csv_path, summary_path, error_path, concurrency,
-            handlers, on_progress, poll_seconds,
+            handlers, classify_concurrency, on_progress, poll_seconds,
         )
 
 
@@ -297,6 +337,7 @@ def _execute(
     error_path: Path,
     concurrency: int,
     handlers: dict[str, Handler] | None,
+    classify_concurrency: int | None,
     on_progress: Callable[[Progress, float], None] | None,
     poll_seconds: float,
 ) -> RunResult:
@@ -314,7 +355,9 @@ def _execute(
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register(
-            "before-send.lambda.Invoke", LambdaRouter(handlers, progress, on_split=partial(_share_cores, concurrency))
+            "before-send.lambda.Invoke", LambdaRouter(
+                handlers, progress, on_split=partial(_share_cores, concurrency), classify_concurrency=classify_concurrency
+            )
         )
         s3 = boto3.client("s3", region_name=REGION)
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -366,6 +409,7 @@ def _execute(
         summary_path=summary_path,
         summary=summary,
         seconds=time.perf_counter() - started,
+        throttled=progress.throttled,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ..contract import ENV_INTRA_OP_THREADS, ENV_MODEL_DIR
 from ..runtime import Classifier, threads_for_environment
 from ..workflow import classify_range
 from ._aws import logger, s3_client
@@ -21,10 +22,10 @@ def classifier(model_dir: str, threads: int) -> Classifier:
 
 
 def current_classifier() -> Classifier:
-    # INTRA_OP_THREADS lets the local runner share the cores between parallel chunks;
+    # INTRA_OP_THREADS lets the local runner share the cores between parallel ranges;
     # on Lambda the memory size decides (1 vCPU per 1,769 MB).
-    threads = int(os.environ.get("INTRA_OP_THREADS") or 0) or threads_for_environment()
-    return classifier(os.environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR, threads)
+    threads = int(os.environ.get(ENV_INTRA_OP_THREADS) or 0) or threads_for_environment()
+    return classifier(os.environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR, threads)
 
 
 @logger.inject_lambda_context(clear_state=True)
