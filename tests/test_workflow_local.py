@@ -207,3 +207,40 @@ def test_cli_run_help_explains_the_options(tmp_path):
     done = _cli("run", "--help", cwd=tmp_path)
     for option in ("--output", "--text-column", "--range-mb", "--concurrency", "--model"):
         assert option in done.stdout
+
+
+def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch):
+    """EventBridge delivers at least once: the second execution ends at `Duplicate`."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    for key, value in {"AWS_DEFAULT_REGION": local.REGION, "OUTPUT_BUCKET": local.OUTPUT_BUCKET,
+                       "MODEL_DIR": str(default_model_dir), "POWERTOOLS_METRICS_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        router = local.LambdaRouter(local.default_handlers(), local.Progress())
+        boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", router)
+        s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
+        for bucket in (local.INPUT_BUCKET, local.OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket=local.INPUT_BUCKET, Key="songs.csv", Body=b"lyrics\nhello road\n")
+        event = json.dumps(local.object_created_event(
+            local.INPUT_BUCKET, "songs.csv", s3.head_object(Bucket=local.INPUT_BUCKET, Key="songs.csv")))
+        machine = sfn.create_state_machine(
+            name="dup", definition=local.load_definition(2), roleArn=f"arn:aws:iam::{local.ACCOUNT}:role/x"
+        )["stateMachineArn"]
+        outputs = []
+        for name in ("first", "second"):
+            arn = sfn.start_execution(stateMachineArn=machine, name=name, input=event)["executionArn"]
+            while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+                time.sleep(0.1)
+            assert described["status"] == "SUCCEEDED"
+            outputs.append(json.loads(described["output"]))
+        assert outputs[0]["status"] == "complete" and outputs[1]["duplicate_of"] == "first"
+        work = [o["Key"] for o in s3.list_objects_v2(Bucket=local.OUTPUT_BUCKET, Prefix="runs/second/").get("Contents", [])]
+        assert work == []

@@ -346,6 +346,15 @@ def _claim(s3: Any, bucket: str, source: dict[str, Any], run_id: str) -> str:
     return str(_get_json(s3, bucket, key)["run_id"])
 
 
+def _claim_owner(s3: Any, bucket: str, key: str) -> str | None:
+    try:
+        return str(_get_json(s3, bucket, key)["run_id"])
+    except s3.exceptions.ClientError as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
 def release_claim(s3: Any, bucket: str, key: str, run_id: str) -> None:
     """Drop this run's claim, so that the same version can be run again (a new execution)."""
     try:
@@ -813,10 +822,15 @@ def write_failure_report(
         error, reason = "InputError", range_error  # the input's fault: say where
     elif error == "States.ExceedToleratedFailureThreshold":
         reason = f"some ranges could not be classified, so no result was written ({reason})"
-    if job:
+    claim = claim or claim_key(source)
+    owner = _claim_owner(s3, bucket, claim)
+    if owner == run_id:
+        release_claim(s3, bucket, claim, run_id)
+    if job and owner in (run_id, None):
         abort_upload(s3, job)
-    release_claim(s3, bucket, claim or claim_key(source), run_id)
-    newer = superseded_by(s3, source)
+    # Another run owns this version (this one is a duplicate that failed early), or a newer
+    # version exists: this failure must not touch the results.
+    newer = superseded_by(s3, source) or (f"run {owner}" if owner not in (run_id, None) else None)
     report = {
         "input": source,
         "execution_id": run_id,
@@ -824,7 +838,7 @@ def write_failure_report(
         "reason": reason,
         "cause": cause,
         "failed_at": _now(),
-        "superseded_by": newer,
+        "superseded_by": newer,  # a newer version (or the run that owns this one): no stale report
     }
     if newer:
         key = f"{run_prefix(run_id)}error.json"
