@@ -14,6 +14,8 @@ from typing import Any
 
 from constructs import Node
 
+from lyrics_classifier.contract import MIB, MIN_RANGE_BYTES
+
 REPO = Path(__file__).resolve().parents[1]
 
 # key -> (default, one-line description for the README table)
@@ -26,22 +28,27 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     # (bench/model_speed.py: about 21 ms CPU per lyric); more memory buys CPU the single thread
     # cannot use, less slows classification in proportion.
     "classify_memory_mb": (1769, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
-    "classify_timeout_s": (300, "classify function timeout (seconds) for one chunk"),
-    "classify_reserved_concurrency": (0, "reserved concurrency of the classify function (0 = unreserved)"),
-    "split_memory_mb": (512, "split function memory (MB)"),
-    "split_timeout_s": (300, "split function timeout (seconds)"),
-    "merge_memory_mb": (1024, "merge function memory (MB)"),
-    "merge_timeout_s": (900, "merge function timeout (seconds)"),
+    # One 8 MiB range is at most ~150 s of classification at one vCPU (bench: 25.6 ms per
+    # lyric of ~1.5 KB; a lyric is capped at 3 windows): the timeout keeps 4x of margin.
+    "classify_timeout_s": (600, "classify function timeout (seconds) for one byte range"),
+    "classify_reserved_concurrency": (50, "reserved concurrency of classify: caps the stack's share of the account (needs this + 100 unreserved in the account; 0 = unreserved)"),
+    # Split's one pass reads the whole file: TLS and byte counting want a full vCPU.
+    "split_memory_mb": (1769, "split function memory (MB); its one pass over the file is CPU-bound"),
+    "split_timeout_s": (900, "split function timeout (seconds)"),
+    "merge_memory_mb": (512, "merge function memory (MB)"),
+    "merge_timeout_s": (300, "merge function timeout (seconds)"),
     "report_failure_memory_mb": (256, "report-failure function memory (MB)"),
     "report_failure_timeout_s": (60, "report-failure function timeout (seconds)"),
     "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge and report-failure each (0 = unreserved)"),
-    "map_max_concurrency": (50, "Distributed Map MaxConcurrency: chunks classified at once per execution"),
-    "chunk_rows": (500, "rows per chunk (CHUNK_ROWS of the split function)"),
+    "map_max_concurrency": (50, "Distributed Map MaxConcurrency: byte ranges classified at once per execution"),
+    "range_mb": (8, "MiB of input per byte range (one Classify invocation, one part of the result's upload); at least 6"),
+    "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),
     "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
     "input_prefix": ("", "only objects under this key prefix start a run"),
     "input_suffix": (".csv", "only objects whose key ends with this suffix start a run (case-sensitive)"),
-    "work_area_expiry_days": (7, "days after which `runs/` (chunks, manifests, parts) in the output bucket expire"),
+    "work_area_expiry_days": (7, "days after which `runs/` (manifests, part counts, claims) in the output bucket expire"),
     "input_noncurrent_expiry_days": (30, "days after which overwritten/deleted input versions expire"),
+    "output_noncurrent_expiry_days": (30, "days after which replaced/deleted results and reports expire"),
     "access_log_expiry_days": (90, "days after which S3 server access logs expire"),
     "log_retention_days": (30, "CloudWatch Logs retention of the functions and the state machine (days)"),
     "log_level": ("INFO", "LOG_LEVEL of the functions (DEBUG, INFO, WARN, ERROR)"),
@@ -76,12 +83,14 @@ class Settings:
     report_failure_timeout_s: int
     workflow_reserved_concurrency: int
     map_max_concurrency: int
-    chunk_rows: int
+    range_mb: int
+    execution_timeout_s: int
     text_column: str
     input_prefix: str
     input_suffix: str
     work_area_expiry_days: int
     input_noncurrent_expiry_days: int
+    output_noncurrent_expiry_days: int
     access_log_expiry_days: int
     log_retention_days: int
     log_level: str
@@ -125,9 +134,14 @@ class Settings:
                 fail(key, "must be >= 0 (0 = unreserved)")
         if not 1 <= self.map_max_concurrency <= 10000:
             fail("map_max_concurrency", "Distributed Map MaxConcurrency must be 1..10000")
-        if self.chunk_rows < 1:
-            fail("chunk_rows", "must be >= 1")
-        for key in ("work_area_expiry_days", "input_noncurrent_expiry_days", "access_log_expiry_days"):
+        if self.range_mb * MIB < MIN_RANGE_BYTES:
+            fail("range_mb", f"must be >= {MIN_RANGE_BYTES // MIB} (S3's 5 MiB part minimum, with a margin)")
+        if not 600 <= self.execution_timeout_s <= 7 * 24 * 3600:
+            fail("execution_timeout_s", "must be 600..604800 seconds (10 minutes to 7 days)")
+        if self.work_area_expiry_days * 86400 <= self.execution_timeout_s:
+            fail("work_area_expiry_days", "must outlast the execution timeout (the work area holds a running run)")
+        for key in ("work_area_expiry_days", "input_noncurrent_expiry_days", "output_noncurrent_expiry_days",
+                    "access_log_expiry_days"):
             if getattr(self, key) < 1:
                 fail(key, "must be >= 1 day")
         if not self.input_suffix and not self.input_prefix:

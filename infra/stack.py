@@ -31,12 +31,22 @@ from .bundling import RUNTIME, AssetSpec, lambda_code
 from .nag import acknowledge, ref, render
 from .settings import REPO, Settings
 
+from lyrics_classifier.contract import (
+    ENV_MODEL_DIR,
+    ENV_OUTPUT_BUCKET,
+    ENV_RANGE_BYTES,
+    ENV_TEXT_COLUMN,
+    FAILED_PREFIX,
+    FUNCTION_ALIAS,
+    MAP_RESULTS_PREFIX,
+    METRICS_NAMESPACE,
+    MIB,
+    RESULTS_PREFIX,
+    SERVICE_NAME,
+    WORK_PREFIX,
+)
+
 ASL_FILE = REPO / "statemachine" / "workflow.asl.json"
-WORK_PREFIX = "runs/"
-RESULTS_PREFIX = "results/"
-FAILED_PREFIX = "failed/"
-METRICS_NAMESPACE = "LyricsClassifier"
-SERVICE_NAME = "lyrics-classifier"
 # Output keys: `lyrics-classifier submit/status` finds the stack's resources by these.
 OUTPUT_KEYS = (
     "InputBucketName",
@@ -65,6 +75,7 @@ class LyricsClassifierStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.state_machine_name = f"{self.stack_name}-Workflow"
+        self.aliases: dict[str, lambda_.Alias] = {}  # function name -> the alias the state machine invokes
         removal = RemovalPolicy.DESTROY if settings.destroy_on_delete else RemovalPolicy.RETAIN
 
         self._buckets(removal)
@@ -130,10 +141,20 @@ class LyricsClassifierStack(Stack):
                     expiration=Duration.days(s.work_area_expiry_days),
                 ),
                 s3.LifecycleRule(
+                    # A result's multipart upload lives as long as its run: abort only after
+                    # the longest execution could have ended.
                     id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(-(-s.execution_timeout_s // 86400) + 1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-replaced-results",
+                    noncurrent_version_expiration=Duration.days(s.output_noncurrent_expiry_days),
+                    expired_object_delete_marker=True,
                 ),
             ],
+            # Re-uploads replace results and a newer failure removes an older result:
+            # versions keep what was replaced recoverable for output_noncurrent_expiry_days.
+            versioned=True,
         )
         if s.destroy_on_delete:
             provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
@@ -199,9 +220,14 @@ class LyricsClassifierStack(Stack):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": s.log_level,
-                "OUTPUT_BUCKET": self.output_bucket.bucket_name,
+                ENV_OUTPUT_BUCKET: self.output_bucket.bucket_name,
                 **environment,
             },
+        )
+        # The state machine invokes this alias of the published version: a deploy during a
+        # run changes neither the code nor the model of the run's remaining invocations.
+        self.aliases[construct_id] = lambda_.Alias(
+            self, f"{construct_id}Live", alias_name=FUNCTION_ALIAS, version=fn.current_version
         )
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", _XRAY_REASON)
         acknowledge(
@@ -227,23 +253,23 @@ class LyricsClassifierStack(Stack):
         self.split_fn = self._function(
             "Split",
             handler="lyrics_classifier.handlers.split.handler",
-            description="lyrics-classifier: split the uploaded CSV into chunks and a manifest under runs/",
+            description="lyrics-classifier: index the uploaded CSV into byte ranges (a manifest under runs/)",
             code=workflow_code,
             memory=s.split_memory_mb,
             timeout=s.split_timeout_s,
             reserved=s.workflow_reserved_concurrency,
-            environment={"CHUNK_ROWS": str(s.chunk_rows), "TEXT_COLUMN": s.text_column},
+            environment={ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column},
             removal=removal,
         )
         self.classify_fn = self._function(
             "Classify",
             handler="lyrics_classifier.handlers.classify.handler",
-            description="lyrics-classifier: classify one chunk with the ONNX model into one part",
+            description="lyrics-classifier: classify one byte range with the ONNX model into one part of the result",
             code=classify_code,
             memory=s.classify_memory_mb,
             timeout=s.classify_timeout_s,
             reserved=s.classify_reserved_concurrency,
-            environment={"MODEL_DIR": "/var/task/model"},
+            environment={ENV_MODEL_DIR: "/var/task/model"},
             removal=removal,
         )
         self.merge_fn = self._function(
@@ -275,39 +301,59 @@ class LyricsClassifierStack(Stack):
             "ReportFailure": self.report_failure_fn,
         }
 
-        # Least privilege, per prefix.
+        # Least privilege, per prefix. The input is read by version (GetObjectVersion);
+        # HeadObject needs GetObject; the result's multipart upload is results/ PutObject.
         input_objects = self.input_bucket.arn_for_objects(f"{s.input_prefix}*")
-        self._allow(self.split_fn, ["s3:GetObject"], [input_objects])
-        self._allow_list(self.split_fn, self.input_bucket)
-        self._allow(self.split_fn, ["s3:PutObject"], [self.output_objects(WORK_PREFIX)])
-        self._allow(self.classify_fn, ["s3:GetObject", "s3:PutObject"], [self.output_objects(WORK_PREFIX)])
-        self._allow(self.merge_fn, ["s3:GetObject"], [self.output_objects(WORK_PREFIX)])
-        self._allow(self.merge_fn, ["s3:PutObject", "s3:AbortMultipartUpload"], [self.output_objects(RESULTS_PREFIX)])
-        self._allow_list(self.merge_fn, self.output_bucket)
-        self._allow(self.report_failure_fn, ["s3:PutObject"], [self.output_objects(FAILED_PREFIX)])
+        work, results, failed = (self.output_objects(p) for p in (WORK_PREFIX, RESULTS_PREFIX, FAILED_PREFIX))
+        read_input = ["s3:GetObject", "s3:GetObjectVersion"]
+        grants = {
+            # claim marker, run info, manifest, a UTF-16 input's transcoded copy; the result's upload
+            self.split_fn: [(read_input, input_objects), (["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                            "s3:AbortMultipartUpload"], work), (["s3:PutObject"], results)],
+            # its range of the input (or the transcoded copy), its counts, its part of the upload
+            self.classify_fn: [(read_input, input_objects), (["s3:GetObject", "s3:PutObject"], work),
+                               (["s3:PutObject"], results)],
+            # counts and errors of the ranges; complete (or abort) the upload; drop a stale report
+            self.merge_fn: [(read_input, input_objects), (["s3:GetObject"], work),
+                            (["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
+                              "s3:ListMultipartUploadParts"], results),
+                            (["s3:GetObject", "s3:DeleteObject"], failed)],
+            # abort the upload, release the claim, write the report, drop a stale result
+            self.report_failure_fn: [(["s3:GetObject"], input_objects),
+                                     (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], work),
+                                     (["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], results),
+                                     (["s3:GetObject", "s3:PutObject"], failed)],
+        }
+        for fn, statements in grants.items():
+            for actions, resource in statements:
+                self._allow(fn, actions, [resource])
+            self._allow_list(fn, self.input_bucket)
+            if fn is not self.classify_fn:
+                self._allow_list(fn, self.output_bucket)
 
         out = ref(self, self.output_bucket, "Arn")
         inp = ref(self, self.input_bucket, "Arn")
-        for fn in (self.split_fn, self.classify_fn, self.merge_fn):  # report-failure never reads runs/
+        for fn in grants:
             acknowledge(fn.role, f"AwsSolutions-IAM5[Resource::{out}/{WORK_PREFIX}*]", _WORK_AREA_REASON)
-        acknowledge(
-            self.split_fn.role,
-            f"AwsSolutions-IAM5[Resource::{inp}/{s.input_prefix}*]",
-            "Split reads the uploaded CSV named by the triggering event: any object under the "
-            "configured input prefix of the input bucket, and nothing else.",
-        )
-        acknowledge(
-            self.merge_fn.role,
-            f"AwsSolutions-IAM5[Resource::{out}/{RESULTS_PREFIX}*]",
-            "Merge writes results/<input name>.classified.csv and .summary.json; the input "
-            "name is only known at run time, so the grant is the results/ prefix.",
-        )
-        acknowledge(
-            self.report_failure_fn.role,
-            f"AwsSolutions-IAM5[Resource::{out}/{FAILED_PREFIX}*]",
-            "ReportFailure writes failed/<input name>.error.json; the input name is only "
-            "known at run time, so the grant is the failed/ prefix.",
-        )
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM5[Resource::{inp}/{s.input_prefix}*]",
+                "The uploaded CSV named by the triggering event: any object under the configured "
+                "input prefix of the input bucket, and nothing else.",
+            )
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM5[Resource::{out}/{RESULTS_PREFIX}*]",
+                "results/<input name>.classified.csv (its multipart upload) and .summary.json; the "
+                "input name is only known at run time, so the grant is the results/ prefix.",
+            )
+        for fn in (self.merge_fn, self.report_failure_fn):
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM5[Resource::{out}/{FAILED_PREFIX}*]",
+                "failed/<input name>.error.json; the input name is only known at run time, so the "
+                "grant is the failed/ prefix.",
+            )
 
     def _allow(self, fn: lambda_.Function, actions: list[str], resources: list[str]) -> None:
         fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
@@ -349,11 +395,19 @@ class LyricsClassifierStack(Stack):
             tracing_enabled=True,
         )
         sm_role = self.state_machine.role
-        for fn in self.functions.values():
-            fn.grant_invoke(sm_role)
-        # The Distributed Map's ItemReader reads the manifest from the work area.
+        # Only the aliases: the state machine never runs $LATEST or another version.
         sm_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.output_objects(WORK_PREFIX)])
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[alias.function_arn for alias in self.aliases.values()]
+            )
+        )
+        # The Distributed Map's ItemReader reads the manifest from the work area and its
+        # ResultWriter writes the children's results there (as a multipart upload when large).
+        sm_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                resources=[self.output_objects(WORK_PREFIX)],
+            )
         )
         # STANDARD child executions of a Distributed Map are executions of this state
         # machine. CDK grants this only when it builds the Map; the definition comes from
@@ -386,18 +440,11 @@ class LyricsClassifierStack(Stack):
             "DescribeLogGroups) and X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, "
             "GetSamplingRules, GetSamplingTargets).",
         )
-        for name, fn in self.functions.items():
-            acknowledge(
-                sm_role,
-                f"AwsSolutions-IAM5[Resource::{ref(self, fn, 'Arn')}:*]",
-                f"Invoke of the {name} function and its versions/aliases (ARN:*), as CDK's "
-                "grantInvoke writes it; no other function is covered.",
-            )
         acknowledge(
             sm_role,
             f"AwsSolutions-IAM5[Resource::{ref(self, self.output_bucket, 'Arn')}/{WORK_PREFIX}*]",
-            "The Distributed Map's ItemReader reads runs/<execution name>/manifest.json. "
-            + _WORK_AREA_REASON,
+            "The Distributed Map's ItemReader reads runs/<execution name>/manifest.json and its "
+            "ResultWriter writes runs/map-results/<map run id>/. " + _WORK_AREA_REASON,
         )
         acknowledge(
             sm_role,
@@ -409,11 +456,11 @@ class LyricsClassifierStack(Stack):
 
     def definition_substitutions(self) -> dict[str, str]:
         return {
-            "SplitFunctionArn": self.split_fn.function_arn,
-            "ClassifyFunctionArn": self.classify_fn.function_arn,
-            "MergeFunctionArn": self.merge_fn.function_arn,
-            "ReportFailureFunctionArn": self.report_failure_fn.function_arn,
+            **{f"{name}FunctionArn": alias.function_arn for name, alias in self.aliases.items()},
             "MaxConcurrency": str(self.settings.map_max_concurrency),
+            "ExecutionTimeoutSeconds": str(self.settings.execution_timeout_s),
+            "WorkBucketName": self.output_bucket.bucket_name,
+            "MapResultsPrefix": MAP_RESULTS_PREFIX,
         }
 
     # ----------------------------------------------------------------- trigger

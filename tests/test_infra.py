@@ -277,7 +277,14 @@ def test_output_bucket_work_area_expires(synth):
     rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-work-area"]["Prefix"] == "runs/"
     assert rules["expire-work-area"]["ExpirationInDays"] == DEFAULTS["work_area_expiry_days"][0]
-    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # a result's upload lives as long as its run: aborted only after the longest execution
+    days = -(-DEFAULTS["execution_timeout_s"][0] // 86400) + 1
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": days}
+    # results can be replaced (re-uploads, a newer failure): versions keep them recoverable
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert rules["expire-replaced-results"]["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": DEFAULTS["output_noncurrent_expiry_days"][0]
+    }
     assert "LoggingConfiguration" in props
 
 
@@ -318,7 +325,10 @@ def test_functions_runtime_architecture_memory_tracing_logging(synth):
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
         assert "LogGroup" in props["LoggingConfig"]
-        assert "ReservedConcurrentExecutions" not in props  # 0 = unreserved by default
+        if name == "Classify":  # reserved by default: a cap on the stack's share of the account
+            assert props["ReservedConcurrentExecutions"] == DEFAULTS["classify_reserved_concurrency"][0]
+        else:
+            assert "ReservedConcurrentExecutions" not in props
         env = props["Environment"]["Variables"]
         assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
         assert env["POWERTOOLS_SERVICE_NAME"] == "lyrics-classifier"
@@ -328,7 +338,14 @@ def test_functions_runtime_architecture_memory_tracing_logging(synth):
     assert classify["Environment"]["Variables"]["MODEL_DIR"] == "/var/task/model"
     assert classify["Timeout"] == DEFAULTS["classify_timeout_s"][0]
     split = functions[synth.logical_id(synth.stack.split_fn)]["Properties"]
-    assert split["Environment"]["Variables"]["CHUNK_ROWS"] == str(DEFAULTS["chunk_rows"][0])
+    assert split["Environment"]["Variables"]["RANGE_BYTES"] == str(DEFAULTS["range_mb"][0] * 1024 * 1024)
+    assert split["Timeout"] == DEFAULTS["split_timeout_s"][0]
+    # every function is published, and the state machine calls an alias of that version
+    aliases = synth.resources("AWS::Lambda::Alias")
+    assert {a["Properties"]["Name"] for a in aliases.values()} == {"live"} and len(aliases) == 4
+    versions = synth.resources("AWS::Lambda::Version")
+    for alias in aliases.values():
+        assert alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0] in versions
     assert split["Environment"]["Variables"]["TEXT_COLUMN"] == ""
 
 
@@ -347,18 +364,40 @@ def test_function_permissions_are_per_prefix(synth):
         for name, fn in st.functions.items()
     }
     input_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.input_bucket), "Arn"]})
-    assert s3_grants["Split"] == {"s3:GetObject": [inputs], "s3:PutObject": [runs], "s3:ListBucket": [input_arn]}
-    assert s3_grants["Classify"] == {"s3:GetObject": [runs], "s3:PutObject": [runs]}
     output_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.output_bucket), "Arn"]})
+    both = sorted([input_arn, output_arn])
+    assert s3_grants["Split"] == {
+        "s3:GetObject": sorted([inputs, runs]),
+        "s3:GetObjectVersion": [inputs],  # the event's version, never "the latest"
+        "s3:PutObject": sorted([runs, results]),  # claim, manifest; CreateMultipartUpload of the result
+        "s3:DeleteObject": [runs],  # releases its claim when the input is refused
+        "s3:AbortMultipartUpload": [runs],  # a UTF-16 input's transcoded copy
+        "s3:ListBucket": both,
+    }
+    assert s3_grants["Classify"] == {
+        "s3:GetObject": sorted([inputs, runs]),
+        "s3:GetObjectVersion": [inputs],
+        "s3:PutObject": sorted([runs, results]),  # its counts; UploadPart of its range
+        "s3:ListBucket": [input_arn],
+    }
     assert s3_grants["Merge"] == {
-        "s3:GetObject": [runs],
+        "s3:GetObject": sorted([inputs, runs, results, failed]),
+        "s3:GetObjectVersion": [inputs],
         "s3:PutObject": [results],
         "s3:AbortMultipartUpload": [results],
-        "s3:ListBucket": [output_arn],
+        "s3:ListMultipartUploadParts": [results],
+        "s3:DeleteObject": [failed],  # an older version's failure report
+        "s3:ListBucket": both,
     }
-    assert s3_grants["ReportFailure"] == {"s3:PutObject": [failed]}
-    # ListBucket (404 instead of 403 for a missing key) only where the workflow probes for keys
-    assert "s3:ListBucket" not in s3_grants["Classify"]
+    assert s3_grants["ReportFailure"] == {
+        "s3:GetObject": sorted([inputs, runs, results, failed]),
+        "s3:PutObject": sorted([runs, failed]),
+        "s3:DeleteObject": sorted([runs, results]),  # its claim; an older version's result
+        "s3:AbortMultipartUpload": [results],
+        "s3:ListBucket": both,
+    }
+    # nobody writes the input bucket
+    assert not any(inputs in r for g in s3_grants.values() for a, r in g.items() if a != "s3:GetObject" and a != "s3:GetObjectVersion")
 
 
 # Actions that have no resource-level permissions, so Resource '*' is the only option.
@@ -409,8 +448,11 @@ def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_FILE.read_text()))
     assert set(props["DefinitionSubstitutions"]) == placeholders
     assert props["DefinitionSubstitutions"]["MaxConcurrency"] == str(DEFAULTS["map_max_concurrency"][0])
-    for name, fn in synth.stack.functions.items():
-        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}
+    for name, alias in synth.stack.aliases.items():
+        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Ref": synth.logical_id(alias)}
+    assert props["DefinitionSubstitutions"]["ExecutionTimeoutSeconds"] == str(DEFAULTS["execution_timeout_s"][0])
+    assert props["DefinitionSubstitutions"]["WorkBucketName"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
+    assert props["DefinitionSubstitutions"]["MapResultsPrefix"] == "runs/map-results"
     assert props["TracingConfiguration"] == {"Enabled": True}
     logging = props["LoggingConfiguration"]
     assert logging["Level"] == "ALL"
@@ -424,14 +466,17 @@ def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
 def test_state_machine_permissions(synth):
     st = synth.stack
     grants = _grants(synth, st.state_machine.role)
-    invoke = grants["lambda:InvokeFunction"]
-    for fn in st.functions.values():
-        arn = {"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}
-        assert json.dumps(arn) in invoke
-        assert json.dumps({"Fn::Join": ["", [arn, ":*"]]}) in invoke
-    assert len(invoke) == 8
-    assert grants["s3:GetObject"] == [_bucket_objects(synth, st.output_bucket, "runs/")]
-    assert not any(a.startswith("s3:") and a != "s3:GetObject" for a in grants)
+    # only the four aliases: never $LATEST or another version
+    assert sorted(grants["lambda:InvokeFunction"]) == sorted(
+        json.dumps({"Ref": synth.logical_id(alias)}) for alias in st.aliases.values()
+    )
+    runs = [_bucket_objects(synth, st.output_bucket, "runs/")]
+    # ItemReader reads the manifest; ResultWriter writes the children's results
+    for action in ("s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"):
+        assert grants[action] == runs
+    assert {a for a in grants if a.startswith("s3:")} == {
+        "s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"
+    }
     (start,) = grants["states:StartExecution"]
     assert ":stateMachine:" in start and f"{STACK}-Workflow" in start
     assert synth.logical_id(st.state_machine) not in start  # built from the name: no circular reference
@@ -500,7 +545,8 @@ OVERRIDES = dict(
     classify_memory_mb=3008,
     classify_reserved_concurrency=20,
     map_max_concurrency=8,
-    chunk_rows=250,
+    range_mb=16,
+    execution_timeout_s=7200,
     input_prefix="uploads/",
     input_suffix=".tsv",
     work_area_expiry_days=2,
@@ -531,9 +577,10 @@ def test_context_overrides_reach_the_template(synth_overrides):
     assert classify["MemorySize"] == 3008
     assert classify["ReservedConcurrentExecutions"] == 20
     assert classify["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
-    assert res[lid(stack.split_fn)]["Properties"]["Environment"]["Variables"]["CHUNK_ROWS"] == "250"
+    assert res[lid(stack.split_fn)]["Properties"]["Environment"]["Variables"]["RANGE_BYTES"] == str(16 * 1024 * 1024)
     sm = res[lid(stack.state_machine)]["Properties"]
     assert sm["DefinitionSubstitutions"]["MaxConcurrency"] == "8"
+    assert sm["DefinitionSubstitutions"]["ExecutionTimeoutSeconds"] == "7200"
     assert sm["StateMachineName"] == "LyricsTest-Workflow"
     rule = next(r for r in res.values() if r["Type"] == "AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["object"]["key"] == [{"wildcard": "uploads/*.tsv"}]
@@ -640,10 +687,20 @@ def test_asl_after_substitution_is_valid(synth, tmp_path):
         name: f"arn:aws:lambda:eu-west-1:123456789012:function:{name.removesuffix('FunctionArn')}"
         for name in synth.stack.definition_substitutions()
     }
-    substitutions["MaxConcurrency"] = synth.stack.definition_substitutions()["MaxConcurrency"]
+    for number in ("MaxConcurrency", "ExecutionTimeoutSeconds"):
+        substitutions[number] = synth.stack.definition_substitutions()[number]
+    substitutions["WorkBucketName"] = "lyrics-output"
+    substitutions["MapResultsPrefix"] = "runs/map-results"
     text = re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], ASL_FILE.read_text())
     definition = json.loads(text)  # JSON only after substitution (MaxConcurrency is unquoted)
-    assert definition["States"]["ClassifyChunks"]["MaxConcurrency"] == DEFAULTS["map_max_concurrency"][0]
+    assert definition["States"]["ClassifyRanges"]["MaxConcurrency"] == DEFAULTS["map_max_concurrency"][0]
+    assert definition["TimeoutSeconds"] == DEFAULTS["execution_timeout_s"][0]
+    # Throttling slows a run down for tens of minutes before it fails it.
+    classify = definition["States"]["ClassifyRanges"]["ItemProcessor"]["States"]["Classify"]
+    (throttled,) = [r for r in classify["Retry"] if r["ErrorEquals"] == ["Lambda.TooManyRequestsException"]]
+    waits = [min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, throttled["MaxDelaySeconds"])
+             for n in range(throttled["MaxAttempts"])]
+    assert throttled["JitterStrategy"] == "FULL" and sum(waits) / 2 > 20 * 60  # mean wait with full jitter
     path = tmp_path / "workflow.json"
     path.write_text(text)
     result = _npx("asl-validator", "--json-path", str(path))
