@@ -30,12 +30,21 @@ demo: model
 	$(CLI) run samples/lyrics.csv -o build/demo/lyrics.classified.csv
 	$(PY) samples/show.py build/demo/lyrics.classified.csv
 
-test: model node_modules/.installed
+# checkov pins packaging<24 and pytest needs >=24: it gets a venv of its own.
+.venv-checkov/.installed:
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+test: model node_modules/.installed .venv-checkov/.installed
 	$(PY) -m pytest
 
+# The scale section streams 0.1, 1 and 5 GB CSVs through Split and Merge on a local moto S3
+# server (~20 GB of disk at the peak, deleted afterwards); override with BENCH_SIZES_GB="0.1 1".
+BENCH_SIZES_GB ?= 0.1 1 5
 bench: model
 	$(PY) bench/model_speed.py
-	$(PY) bench/workflow_scale.py
+	$(PY) bench/workflow_scale.py --sizes-gb $(BENCH_SIZES_GB)
 
 synth: model node_modules/.installed
 	npx --no-install cdk synth --no-notices --quiet

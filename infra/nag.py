@@ -73,3 +73,16 @@ def ref(scope: IConstruct, construct: IConstruct, attribute: str | None = None) 
     cfn = construct if isinstance(construct, CfnResource) else construct.node.default_child
     logical_id = Stack.of(scope).resolve(Stack.of(scope).get_logical_id(cfn))  # type: ignore[arg-type]
     return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"
+
+
+def checkov_skip(scope: IConstruct, check_id: str, reason: str) -> None:
+    """Skip a checkov check on the construct's CloudFormation resource, with the reason, in
+    checkov's own convention (`Metadata: checkov: skip: [{id, comment}]` on the resource)."""
+    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise ValueError(f"{scope.node.path} has no CloudFormation resource to carry a checkov skip")
+    if len(reason.split()) < 8:
+        raise ValueError(f"checkov skip of {check_id} needs a reason a reviewer can check: {reason!r}")
+    metadata = resource.get_metadata("checkov") or {"skip": []}
+    metadata["skip"].append({"id": check_id, "comment": reason})
+    resource.add_metadata("checkov", metadata)
