@@ -157,8 +157,6 @@ class LambdaRouter:
         self.classify_slots = threading.BoundedSemaphore(classify_concurrency) if classify_concurrency else None
 
     def __call__(self, request: Any, **_: Any) -> Any:
-        from botocore.awsrequest import AWSResponse
-
         name = function_name_of(request.url)
         if name == "Classify" and self.classify_slots is not None:
             if not self.classify_slots.acquire(blocking=False):
