@@ -38,6 +38,7 @@ from lyrics_classifier.contract import (
     ENV_TEXT_COLUMN,
     FAILED_PREFIX,
     FUNCTION_ALIAS,
+    FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
     METRICS_NAMESPACE,
     MIB,
@@ -70,8 +71,8 @@ _LOG_KMS_REASON = (
     "policy to manage for no data that needs it."
 )
 _WORK_AREA_REASON = (
-    "Scoped to the runs/ work-area prefix of the output bucket: object keys below it are "
-    "named per execution (runs/<execution name>/...) and cannot be known at deploy time."
+    f"Scoped to the {WORK_PREFIX} work-area prefix of the output bucket: object keys below it are "
+    f"named per execution ({WORK_PREFIX}<execution name>/...) and cannot be known at deploy time."
 )
 
 
@@ -271,86 +272,97 @@ class LyricsClassifierStack(Stack):
         )
         classify_code = lambda_code(self.classify_asset, local=s.bundling == "auto")
 
-        self.split_fn = self._function(
-            "Split",
-            handler="lyrics_classifier.handlers.split.handler",
-            description="lyrics-classifier: index the uploaded CSV into byte ranges (a manifest under runs/)",
-            code=workflow_code,
-            memory=s.split_memory_mb,
-            timeout=s.split_timeout_s,
-            reserved=s.workflow_reserved_concurrency,
-            environment={ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column},
-            removal=removal,
-        )
-        self.classify_fn = self._function(
-            "Classify",
-            handler="lyrics_classifier.handlers.classify.handler",
-            description="lyrics-classifier: classify one byte range with the ONNX model into one part of the result",
-            code=classify_code,
-            memory=s.classify_memory_mb,
-            timeout=s.classify_timeout_s,
-            reserved=s.classify_reserved_concurrency,
-            environment={ENV_MODEL_DIR: "/var/task/model"},
-            removal=removal,
-        )
-        self.merge_fn = self._function(
-            "Merge",
-            handler="lyrics_classifier.handlers.merge.handler",
-            description="lyrics-classifier: merge the parts into results/<input name>.classified.csv",
-            code=workflow_code,
-            memory=s.merge_memory_mb,
-            timeout=s.merge_timeout_s,
-            reserved=s.workflow_reserved_concurrency,
-            environment={},
-            removal=removal,
-        )
-        self.report_failure_fn = self._function(
-            "ReportFailure",
-            handler="lyrics_classifier.handlers.report_failure.handler",
-            description="lyrics-classifier: write failed/<input name>.error.json with the reason",
-            code=workflow_code,
-            memory=s.report_failure_memory_mb,
-            timeout=s.report_failure_timeout_s,
-            reserved=s.workflow_reserved_concurrency,
-            environment={},
-            removal=removal,
-        )
-        self.functions = {
-            "Split": self.split_fn,
-            "Classify": self.classify_fn,
-            "Merge": self.merge_fn,
-            "ReportFailure": self.report_failure_fn,
+        # One entry per function the ASL names (contract.FUNCTION_NAMES): the construct id is the
+        # name, so the substitution `${<Name>FunctionArn}` and the local runner's ARNs agree.
+        specs = {
+            "Split": dict(
+                handler="lyrics_classifier.handlers.split.handler",
+                description="lyrics-classifier: index the uploaded CSV into byte ranges (a manifest under runs/)",
+                code=workflow_code,
+                memory=s.split_memory_mb,
+                timeout=s.split_timeout_s,
+                reserved=s.workflow_reserved_concurrency,
+                environment={ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column},
+            ),
+            "Classify": dict(
+                handler="lyrics_classifier.handlers.classify.handler",
+                description="lyrics-classifier: classify one byte range with the ONNX model into one part of the result",
+                code=classify_code,
+                memory=s.classify_memory_mb,
+                timeout=s.classify_timeout_s,
+                reserved=s.classify_reserved_concurrency,
+                environment={ENV_MODEL_DIR: "/var/task/model"},
+            ),
+            "Merge": dict(
+                handler="lyrics_classifier.handlers.merge.handler",
+                description="lyrics-classifier: complete the result's upload into results/<input name>.classified.csv",
+                code=workflow_code,
+                memory=s.merge_memory_mb,
+                timeout=s.merge_timeout_s,
+                reserved=s.workflow_reserved_concurrency,
+                environment={},
+            ),
+            "ReportFailure": dict(
+                handler="lyrics_classifier.handlers.report_failure.handler",
+                description="lyrics-classifier: write failed/<input name>.error.json with the reason",
+                code=workflow_code,
+                memory=s.report_failure_memory_mb,
+                timeout=s.report_failure_timeout_s,
+                reserved=s.workflow_reserved_concurrency,
+                environment={},
+            ),
         }
+        if set(specs) != set(FUNCTION_NAMES):
+            raise ValueError(f"functions {sorted(specs)} differ from contract.FUNCTION_NAMES {FUNCTION_NAMES}")
+        self.functions = {name: self._function(name, removal=removal, **specs[name]) for name in FUNCTION_NAMES}
+        self.split_fn = self.functions["Split"]
+        self.classify_fn = self.functions["Classify"]
+        self.merge_fn = self.functions["Merge"]
+        self.report_failure_fn = self.functions["ReportFailure"]
 
         # Least privilege, per prefix. The input is read by version (GetObjectVersion);
-        # HeadObject needs GetObject; the result's multipart upload is results/ PutObject.
+        # HeadObject needs GetObject (the workflow heads a key before deleting it, so that a
+        # missing key leaves no delete marker in the versioned output bucket); the result's
+        # multipart upload (Create, UploadPart, Complete) is results/ PutObject.
         input_objects = self.input_bucket.arn_for_objects(f"{s.input_prefix}*")
         work, results, failed = (self.output_objects(p) for p in (WORK_PREFIX, RESULTS_PREFIX, FAILED_PREFIX))
         read_input = ["s3:GetObject", "s3:GetObjectVersion"]
-        grants = {
-            # claim marker, run info, manifest, a UTF-16 input's transcoded copy; the result's upload
-            self.split_fn: [(read_input, input_objects), (["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                            "s3:AbortMultipartUpload"], work), (["s3:PutObject"], results)],
-            # its range of the input (or the transcoded copy), its counts, its part of the upload
-            self.classify_fn: [(read_input, input_objects), (["s3:GetObject", "s3:PutObject"], work),
-                               (["s3:PutObject"], results)],
-            # counts and errors of the ranges; complete (or abort) the upload; drop a stale report
-            self.merge_fn: [(read_input, input_objects), (["s3:GetObject"], work),
-                            (["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload",
-                              "s3:ListMultipartUploadParts"], results),
-                            (["s3:GetObject", "s3:DeleteObject"], failed)],
-            # abort the upload, release the claim, write the report, drop a stale result
-            self.report_failure_fn: [(["s3:GetObject"], input_objects),
-                                     (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], work),
-                                     (["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], results),
-                                     (["s3:GetObject", "s3:PutObject"], failed)],
+        grants: dict[lambda_.Function, list[tuple[list[str], str]]] = {
+            self.split_fn: [
+                (read_input, input_objects),
+                # the claim marker (If-None-Match), run.json, the manifest, a UTF-16 input's
+                # transcoded copy (multipart); DeleteObject: it releases its claim when it fails
+                (["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject"], work),
+                (["s3:PutObject"], results),  # CreateMultipartUpload of the result
+            ],
+            self.classify_fn: [
+                (read_input, input_objects),  # a ranged GET of the event's version
+                (["s3:GetObject", "s3:PutObject"], work),  # the transcoded copy; its stats or error
+                (["s3:PutObject"], results),  # UploadPart of its range
+            ],
+            self.merge_fn: [
+                (read_input, input_objects),  # HeadObject of the current version: a newer upload?
+                (["s3:GetObject"], work),  # run.json, the manifest, the ranges' stats and errors
+                (["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
+                  "s3:DeleteObject"], results),  # fmt: skip
+                (["s3:GetObject", "s3:DeleteObject"], failed),  # an older version's failure report
+            ],
+            self.report_failure_fn: [
+                (["s3:GetObject"], input_objects),  # HeadObject of the current version
+                # releases the claim; a superseded run's report goes into its work area
+                (["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], work),
+                # aborts the upload; removes an older version's result and summary
+                (["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"], results),
+                (["s3:PutObject", "s3:DeleteObject"], failed),
+            ],
         }
         for fn, statements in grants.items():
             for actions, resource in statements:
                 self._allow(fn, actions, [resource])
+        # Classify reads only what Split found: it never needs to tell a missing key from a forbidden one.
+        for fn in (self.split_fn, self.merge_fn, self.report_failure_fn):
             self._allow_list(fn, self.input_bucket)
-            if fn is not self.classify_fn:
-                self._allow_list(fn, self.output_bucket)
+            self._allow_list(fn, self.output_bucket)
 
         out = ref(self, self.output_bucket, "Arn")
         inp = ref(self, self.input_bucket, "Arn")
@@ -567,17 +579,33 @@ class LyricsClassifierStack(Stack):
         sm = self.state_machine
         self.alarms = [
             alarm("ExecutionsFailed", sm.metric_failed(period=period), "A lyrics-classifier run failed: see failed/ in the output bucket"),
-            alarm("ExecutionsTimedOut", sm.metric_timed_out(period=period), "A lyrics-classifier run timed out"),
+            alarm(
+                "ExecutionsTimedOut",
+                sm.metric_timed_out(period=period),
+                f"A lyrics-classifier run exceeded execution_timeout_s ({s.execution_timeout_s} s) and was stopped",
+            ),
             alarm("ExecutionsAborted", sm.metric_aborted(period=period), "A lyrics-classifier run was aborted"),
+            alarm(
+                "ExecutionsThrottled",
+                sm.metric_throttled(period=period),
+                "Step Functions throttled state transitions of lyrics-classifier runs (they are retried; runs slow down)",
+            ),
             alarm(
                 "TriggerDeadLettersAlarm",
                 self.trigger_dlq.metric_approximate_number_of_messages_visible(period=period),
                 "An upload did not start a run (EventBridge could not start the state machine): see the dead-letter queue",
             ),
+            # Classify is the one function a run invokes thousands of times: its throttles mean
+            # the reserved (or the account's) concurrency is exhausted and runs are slowed down.
+            alarm(
+                "ClassifyThrottles",
+                self.classify_fn.metric_throttles(period=period),
+                "Classify was throttled: runs wait and retry (up to ~25 minutes per range) and slow down; "
+                "raise classify_reserved_concurrency or the account's concurrency, or lower map_max_concurrency",
+            ),
         ]
         for name, fn in self.functions.items():
             self.alarms.append(alarm(f"{name}Errors", fn.metric_errors(period=period), f"The {name} function reported errors"))
-            self.alarms.append(alarm(f"{name}Throttles", fn.metric_throttles(period=period), f"The {name} function was throttled"))
 
         self.dashboard = self._dashboard(period)
 
@@ -603,6 +631,7 @@ class LyricsClassifierStack(Stack):
                     sm.metric_failed(period=period),
                     sm.metric_timed_out(period=period),
                     sm.metric_aborted(period=period),
+                    sm.metric_throttled(period=period),
                 ],
                 width=8,
             ),
