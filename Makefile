@@ -30,13 +30,7 @@ demo: model
 	$(CLI) run samples/lyrics.csv -o build/demo/lyrics.classified.csv
 	$(PY) samples/show.py build/demo/lyrics.classified.csv
 
-# checkov pins packaging<24 and pytest needs >=24: it gets a venv of its own.
-.venv-checkov/.installed:
-	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
-	touch $@
-
-test: model node_modules/.installed .venv-checkov/.installed
+test: model node_modules/.installed
 	$(PY) -m pytest
 
 # The scale section streams 0.1, 1 and 5 GB CSVs through Split and Merge on a local moto S3

@@ -37,7 +37,6 @@ from lyrics_classifier.contract import (
     ENV_RANGE_BYTES,
     ENV_TEXT_COLUMN,
     FAILED_PREFIX,
-    FUNCTION_ALIAS,
     FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
     METRICS_NAMESPACE,
@@ -81,7 +80,7 @@ class LyricsClassifierStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.state_machine_name = f"{self.stack_name}-Workflow"
-        self.aliases: dict[str, lambda_.Alias] = {}  # function name -> the alias the state machine invokes
+        self.versions: dict[str, lambda_.IVersion] = {}  # function name -> the version the state machine invokes
         removal = RemovalPolicy.DESTROY if settings.destroy_on_delete else RemovalPolicy.RETAIN
 
         self._buckets(removal)
@@ -226,6 +225,8 @@ class LyricsClassifierStack(Stack):
             application_log_level_v2=lambda_.ApplicationLogLevel[s.log_level],
             system_log_level_v2=lambda_.SystemLogLevel.INFO,  # keeps REPORT lines: duration, max memory used
             tracing=lambda_.Tracing.ACTIVE,
+            # A deploy publishes a new version; the old one stays for the executions still running it.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
             environment={
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -234,11 +235,9 @@ class LyricsClassifierStack(Stack):
                 **environment,
             },
         )
-        # The state machine invokes this alias of the published version: a deploy during a
-        # run changes neither the code nor the model of the run's remaining invocations.
-        self.aliases[construct_id] = lambda_.Alias(
-            self, f"{construct_id}Live", alias_name=FUNCTION_ALIAS, version=fn.current_version
-        )
+        # The state machine invokes this published version (its definition names it), so a
+        # deploy during a run changes neither the code nor the model of the run's invocations.
+        self.versions[construct_id] = fn.current_version
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", _XRAY_REASON)
         checkov_skip(log_group, "CKV_AWS_158", _LOG_KMS_REASON)
         checkov_skip(fn, "CKV_AWS_116", "Step Functions invokes every function synchronously and "
@@ -429,12 +428,21 @@ class LyricsClassifierStack(Stack):
             tracing_enabled=True,
         )
         sm_role = self.state_machine.role
-        # Only the aliases: the state machine never runs $LATEST or another version.
+        # Published versions only (ARN:*), never $LATEST: each execution calls the versions its
+        # definition named when it started, while a deploy publishes new ones for new runs
+        # (CDK retains the old versions, so a running execution keeps its code and model).
         sm_role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"], resources=[alias.function_arn for alias in self.aliases.values()]
+                actions=["lambda:InvokeFunction"], resources=[f"{fn.function_arn}:*" for fn in self.functions.values()]
             )
         )
+        for name, fn in self.functions.items():
+            acknowledge(
+                sm_role,
+                f"AwsSolutions-IAM5[Resource::{ref(self, fn, 'Arn')}:*]",
+                f"Invoke of the {name} function's published versions (ARN:*): an execution calls the "
+                "version its definition names, and running executions keep older ones.",
+            )
         # The Distributed Map's ItemReader reads the manifest from the work area and its
         # ResultWriter writes the children's results there (as a multipart upload when large).
         sm_role.add_to_principal_policy(
@@ -490,7 +498,7 @@ class LyricsClassifierStack(Stack):
 
     def definition_substitutions(self) -> dict[str, str]:
         return {
-            **{f"{name}FunctionArn": alias.function_arn for name, alias in self.aliases.items()},
+            **{f"{name}FunctionArn": version.function_arn for name, version in self.versions.items()},
             "MaxConcurrency": str(self.settings.map_max_concurrency),
             "ExecutionTimeoutSeconds": str(self.settings.execution_timeout_s),
             "WorkBucketName": self.output_bucket.bucket_name,

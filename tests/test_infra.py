@@ -264,20 +264,16 @@ def test_resource_inventory_with_cdk_assertions(synth):
     )
     t.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
     t.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
-    # each function: one published version and the `live` alias on it, which the ASL names
+    # each function: one published version, which the ASL names (so a running execution keeps
+    # calling the versions it started with), retained when a deploy publishes the next one
     t.resource_count_is("AWS::Lambda::Version", 4)
-    t.resource_count_is("AWS::Lambda::Alias", 4)
     substitutions = {}
     for name, fn in synth.stack.functions.items():
-        t.has_resource_properties(
-            "AWS::Lambda::Alias",
-            {
-                "Name": contract.FUNCTION_ALIAS,
-                "FunctionName": {"Ref": synth.logical_id(fn)},
-                "FunctionVersion": {"Fn::GetAtt": [Match.string_like_regexp(f"^{name}CurrentVersion"), "Version"]},
-            },
-        )
-        substitutions[f"{name}FunctionArn"] = {"Ref": synth.logical_id(synth.stack.aliases[name])}
+        t.has_resource("AWS::Lambda::Version", {
+            "Properties": {"FunctionName": {"Ref": synth.logical_id(fn)}},
+            "DeletionPolicy": "Retain",
+        })  # fmt: skip
+        substitutions[f"{name}FunctionArn"] = {"Ref": _version_id(synth, fn)}
     t.has_resource_properties(
         "AWS::StepFunctions::StateMachine",
         {
@@ -463,13 +459,17 @@ def test_functions_runtime_architecture_memory_tracing_logging(synth):
     split = functions[synth.logical_id(synth.stack.split_fn)]["Properties"]
     assert split["Environment"]["Variables"]["RANGE_BYTES"] == str(DEFAULTS["range_mb"][0] * 1024 * 1024)
     assert split["Timeout"] == DEFAULTS["split_timeout_s"][0]
-    # every function is published, and the state machine calls an alias of that version
-    aliases = synth.resources("AWS::Lambda::Alias")
-    assert {a["Properties"]["Name"] for a in aliases.values()} == {"live"} and len(aliases) == 4
+    # every function is published; the state machine calls those versions
     versions = synth.resources("AWS::Lambda::Version")
-    for alias in aliases.values():
-        assert alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0] in versions
+    assert {_version_id(synth, fn) for fn in synth.stack.functions.values()} == set(versions)
     assert split["Environment"]["Variables"]["TEXT_COLUMN"] == ""
+
+
+def _version_id(synth: Synth, fn) -> str:
+    """Logical id of the function's published version (CDK appends a code hash at synth)."""
+    (version,) = [vid for vid, v in synth.resources("AWS::Lambda::Version").items()
+                  if v["Properties"]["FunctionName"] == {"Ref": synth.logical_id(fn)}]  # fmt: skip
+    return version
 
 
 def _bucket_objects(synth: Synth, bucket, prefix: str) -> str:
@@ -554,7 +554,8 @@ def test_iam_statements_with_cdk_assertions(synth):
     allows(st.merge_fn.role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
                               "s3:DeleteObject"], objects("results/"))  # fmt: skip
     allows(st.report_failure_fn.role, ["s3:PutObject", "s3:DeleteObject"], objects("failed/"))
-    allows(st.state_machine.role, "lambda:InvokeFunction", [{"Ref": synth.logical_id(a)} for a in st.aliases.values()])
+    allows(st.state_machine.role, "lambda:InvokeFunction",
+           [{"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}, ":*"]]} for fn in st.functions.values()])
     allows(st.state_machine.role, ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts",
                                    "s3:AbortMultipartUpload"], objects("runs/"))  # fmt: skip
 
@@ -607,8 +608,8 @@ def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_FILE.read_text()))
     assert set(props["DefinitionSubstitutions"]) == placeholders
     assert props["DefinitionSubstitutions"]["MaxConcurrency"] == str(DEFAULTS["map_max_concurrency"][0])
-    for name, alias in synth.stack.aliases.items():
-        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Ref": synth.logical_id(alias)}
+    for name, fn in synth.stack.functions.items():
+        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Ref": _version_id(synth, fn)}
     assert props["DefinitionSubstitutions"]["ExecutionTimeoutSeconds"] == str(DEFAULTS["execution_timeout_s"][0])
     assert props["DefinitionSubstitutions"]["WorkBucketName"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
     assert props["DefinitionSubstitutions"]["MapResultsPrefix"] == "runs/map-results"
@@ -625,9 +626,10 @@ def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
 def test_state_machine_permissions(synth):
     st = synth.stack
     grants = _grants(synth, st.state_machine.role)
-    # only the four aliases: never $LATEST or another version
+    # published versions of the four functions only (ARN:*): never $LATEST (the bare ARN)
     assert sorted(grants["lambda:InvokeFunction"]) == sorted(
-        json.dumps({"Ref": synth.logical_id(alias)}) for alias in st.aliases.values()
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}, ":*"]]})
+        for fn in st.functions.values()
     )
     runs = [_bucket_objects(synth, st.output_bucket, "runs/")]
     # ItemReader reads the manifest; ResultWriter writes the children's results

@@ -14,8 +14,7 @@ MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's Result
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
-# The alias the state machine invokes: a deploy during a run changes neither code nor model for it.
-FUNCTION_ALIAS = "live"
+# The state machine invokes published versions (`<function arn>:<version>`), never $LATEST.
 
 # Environment of the functions (set by the stack, or by the local runner).
 ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"

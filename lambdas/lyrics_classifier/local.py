@@ -34,7 +34,6 @@ from .contract import (
     ENV_OUTPUT_BUCKET,
     ENV_RANGE_BYTES,
     ENV_TEXT_COLUMN,
-    FUNCTION_ALIAS,
     FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
     MIB,
@@ -46,6 +45,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 INPUT_BUCKET = "lyrics-input"
 OUTPUT_BUCKET = "lyrics-output"
+LOCAL_VERSION = "1"  # the qualifier of the local function ARNs, as a deployed version's
 LOCAL_EXECUTION_TIMEOUT_S = 7 * 24 * 3600  # a laptop run may be long; Ctrl-C stops it
 # Function name in the local ARNs -> module whose `handler` answers it.
 FUNCTIONS = {name: f"lyrics_classifier.handlers.{module}" for name, module in zip(
@@ -71,7 +71,7 @@ def function_arn(name: str, qualifier: str | None = None) -> str:
 
 
 def function_name_of(url: str) -> str:
-    """`.../functions/arn:aws:lambda:...:function:Split:live/invocations` -> `Split`."""
+    """`.../functions/arn:aws:lambda:...:function:Split:1/invocations` -> `Split`."""
     target = unquote(url.split("/functions/", 1)[1].split("/", 1)[0])
     if ":function:" in target:
         return target.split(":function:", 1)[1].split(":", 1)[0]
@@ -83,8 +83,8 @@ def load_definition(max_concurrency: int, asl_path: Path = ASL_PATH) -> str:
     if not asl_path.exists():
         raise FileNotFoundError(f"state machine definition not found at {asl_path}")
     text = asl_path.read_text(encoding="utf-8")
-    # The deployed machine invokes each function's alias; so does the local one.
-    substitutions = {f"{name}FunctionArn": function_arn(name, FUNCTION_ALIAS) for name in FUNCTIONS}
+    # The deployed machine invokes a published version of each function; so does the local one.
+    substitutions = {f"{name}FunctionArn": function_arn(name, LOCAL_VERSION) for name in FUNCTIONS}
     substitutions["MaxConcurrency"] = str(max_concurrency)
     substitutions["ExecutionTimeoutSeconds"] = str(LOCAL_EXECUTION_TIMEOUT_S)
     substitutions["WorkBucketName"] = OUTPUT_BUCKET
