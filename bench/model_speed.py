@@ -40,6 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import SAMPLES, make_corpus  # noqa: E402
 
+from lyrics_classifier.contract import DEFAULT_RANGE_BYTES  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 # AWS Lambda, arm64, us-east-1, first 6 billion GB-seconds a month (aws.amazon.com/lambda/pricing)
@@ -213,13 +215,16 @@ def main() -> None:
     # Lambda bills wall time; with one vCPU the wall time per lyric is about the CPU time
     seconds = max(one_wall, one_cpu) / n
     cost = seconds * gb * ARM64_PRICE_PER_GB_SECOND * 1e6
-    requests = 1e6 / 500 * PRICE_PER_MILLION_REQUESTS / 1e6  # the stack's default chunk_rows
+    # One invocation per 8 MiB range (the stack's default range_mb): ~5,600 lyrics of ~1.5 KB.
+    lyrics_per_invocation = DEFAULT_RANGE_BYTES // 1500
+    requests = 1e6 / lyrics_per_invocation * PRICE_PER_MILLION_REQUESTS / 1e6
     print()
     print(f"one thread: {n / one_wall:.1f} lyrics/s, {ms_per_lyric:.1f} CPU ms per lyric "
           f"({rt_cpu / n * 1000:.1f} CPU ms per lyric on {cores} threads)")
     print(f"cost per million lyrics on arm64 Lambda at {RECOMMENDED_MEMORY_MB} MB (1 vCPU) and "
           f"${ARM64_PRICE_PER_GB_SECOND}/GB-s: ${cost:.2f} compute + ${requests:.4f} requests "
-          f"(500 lyrics per invocation); measured on this x86_64 machine, Graviton speed differs")
+          f"({lyrics_per_invocation:,} lyrics of ~1.5 KB per invocation); measured on this x86_64 machine, "
+          "Graviton speed differs")
 
     tune, held = split_samples(args.samples)
     print()
