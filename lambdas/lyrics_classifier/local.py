@@ -472,7 +472,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "machine (statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
             "S3 in memory and the real Lambda handlers called in-process. Writes "
             "<name>.classified.csv (every input row once, in order, original columns unchanged, "
-            "plus label, score, prob_<label>... and error) and <name>.summary.json beside the "
+            "plus label, score, prob_<label>..., error and warning) and <name>.summary.json beside the "
             "input. On failure, writes <name>.error.json instead and exits with status 1."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
