@@ -4,7 +4,7 @@ With RFC 4180 quoting, quotes inside a field are doubled, so at any byte offset 
 is inside a quoted field exactly when an odd number of `"` bytes came before it. A record
 boundary is a line break outside quotes. Counting and finding bytes (`bytes.count`,
 `bytes.find`) runs at C speed, so this pass never decodes or parses a field: it reads each
-byte once and makes one Python step per block and per line break it inspects near a cut.
+byte once and makes a few Python steps per block and per cut.
 
 Works for every ASCII-compatible encoding (UTF-8, Windows-1252, Latin-1): in those, the
 bytes of `"`, `\\n` and `\\r` never occur inside a multi-byte character. UTF-16 is transcoded
@@ -13,6 +13,7 @@ to UTF-8 before it gets here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -57,8 +58,8 @@ class RangeIndexer:
     """Feed the file's bytes block by block; collect ranges of at least `range_bytes` bytes,
     each ending just after a record boundary (the last one at the end of the file).
 
-    Memory holds one block; work per block is a few C-speed scans plus one Python step for
-    each line break examined after a range reached its size (usually a handful).
+    Memory holds one block; work per block is a few C-speed scans (counts, finds, and one
+    regex match per cut), whatever the quoting.
     """
 
     def __init__(self, range_bytes: int, newline: bytes = b"\n"):
@@ -66,6 +67,9 @@ class RangeIndexer:
             raise ValueError("range_bytes must be positive")
         self.range_bytes = range_bytes
         self.newline = newline
+        # Possessive (++, *+): nothing to backtrack into, so a failed match stays linear.
+        nl = re.escape(newline)
+        self._record_end = re.compile(rb'(?:[^"' + nl + rb']++|"[^"]*+")*+' + nl)
         self.ranges: list[ByteRange] = []
         self._offset = 0  # bytes fed so far
         self._in_quotes = False  # quote state at self._offset
@@ -100,13 +104,16 @@ class RangeIndexer:
             search = max(self._start + self.range_bytes - 1 - base, position)
             if search >= size:
                 break
-            found = block.find(self.newline, search)
-            if found == -1:
-                break
-            inside = bool(block.count(QUOTE, position, found) & 1)
-            position = found + 1
+            inside = bool(block.count(QUOTE, position, search) & 1)
+            position = search
             if inside:
                 continue
+            # From outside quotes, the regex walks unquoted runs and whole quoted sections in C
+            # to the first line break outside quotes (a long quoted field costs no Python steps).
+            record_end = self._record_end.match(block, position)
+            if record_end is None:  # no such break in this block (it may end inside quotes)
+                break
+            position = record_end.end()
             lines += block.count(self.newline, counted, position)
             counted = position
             self.ranges.append(ByteRange(len(self.ranges), self._start, base + position, self._start_line))
