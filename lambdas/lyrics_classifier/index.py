@@ -13,9 +13,10 @@ to UTF-8 before it gets here.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 QUOTE = b'"'
 
@@ -39,19 +40,19 @@ def line_break(head: bytes) -> bytes:
     return b"\r" if b"\n" not in head and b"\r" in head else b"\n"
 
 
+@functools.cache
+def record_end(newline: bytes = b"\n") -> re.Pattern[bytes]:
+    """Matched from an offset outside quotes, ends just past the next line break outside
+    quotes: unquoted runs and whole quoted sections are walked in C. Possessive (++, *+):
+    nothing to backtrack into, so a failed match stays linear."""
+    nl = re.escape(newline)
+    return re.compile(rb'(?:[^"' + nl + rb']++|"[^"]*+")*+' + nl)
+
+
 def header_end(head: bytes, newline: bytes = b"\n") -> int | None:
     """Offset just past the header record in `head`, or None if `head` holds no complete one."""
-    return next(_boundaries(head, 0, newline), None)
-
-
-def _boundaries(data: bytes, quotes_before: int, newline: bytes) -> Iterator[int]:
-    """Offsets just past every line break outside quotes in `data` (slow path: per line)."""
-    position, parity = 0, quotes_before & 1
-    while (found := data.find(newline, position)) != -1:
-        parity ^= data.count(QUOTE, position, found) & 1
-        if not parity:
-            yield found + 1
-        position = found + 1
+    found = record_end(newline).match(head)
+    return found.end() if found else None
 
 
 class RangeIndexer:
@@ -67,9 +68,7 @@ class RangeIndexer:
             raise ValueError("range_bytes must be positive")
         self.range_bytes = range_bytes
         self.newline = newline
-        # Possessive (++, *+): nothing to backtrack into, so a failed match stays linear.
-        nl = re.escape(newline)
-        self._record_end = re.compile(rb'(?:[^"' + nl + rb']++|"[^"]*+")*+' + nl)
+        self._record_end = record_end(newline)
         self.ranges: list[ByteRange] = []
         self._offset = 0  # bytes fed so far
         self._in_quotes = False  # quote state at self._offset
@@ -108,12 +107,11 @@ class RangeIndexer:
             position = search
             if inside:
                 continue
-            # From outside quotes, the regex walks unquoted runs and whole quoted sections in C
-            # to the first line break outside quotes (a long quoted field costs no Python steps).
-            record_end = self._record_end.match(block, position)
-            if record_end is None:  # no such break in this block (it may end inside quotes)
+            # A long quoted field costs no Python steps: the regex walks it.
+            found = self._record_end.match(block, position)
+            if found is None:  # no such break in this block (it may end inside quotes)
                 break
-            position = record_end.end()
+            position = found.end()
             lines += block.count(self.newline, counted, position)
             counted = position
             self.ranges.append(ByteRange(len(self.ranges), self._start, base + position, self._start_line))

@@ -357,12 +357,8 @@ def _claim_owner(s3: Any, bucket: str, key: str) -> str | None:
 
 def release_claim(s3: Any, bucket: str, key: str, run_id: str) -> None:
     """Drop this run's claim, so that the same version can be run again (a new execution)."""
-    try:
-        if _get_json(s3, bucket, key)["run_id"] == run_id:
-            s3.delete_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        if not _is_missing(exc):
-            raise
+    if _claim_owner(s3, bucket, key) == run_id:
+        s3.delete_object(Bucket=bucket, Key=key)
 
 
 def _unclosed_quote_reason(s3: Any, source: dict[str, Any], last: Any, encoding: str) -> str:
@@ -708,13 +704,13 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
     if reason:  # moto lets a Map with failed children succeed; Step Functions fails it
         raise InputError(reason)
     items = _get_json(s3, bucket, manifest_key(run_id))
+    if len(items) > MAX_PARTS:  # Split plans fewer; a guard, not a path
+        raise IncompleteRunError(f"{len(items)} ranges exceed S3's {MAX_PARTS:,} parts per upload")
     stats = verify_parts(
         items,
         _read_all_stats(s3, bucket, run_id, items),
         _list_parts(s3, bucket, job["result_key"], job["upload_id"]),
     )
-    if len(items) > MAX_PARTS:  # Split plans fewer; a guard, not a path
-        raise IncompleteRunError(f"{len(items)} ranges exceed S3's {MAX_PARTS:,} parts per upload")
     s3.complete_multipart_upload(
         Bucket=bucket,
         Key=job["result_key"],
@@ -824,8 +820,8 @@ def write_failure_report(
         reason = f"some ranges could not be classified, so no result was written ({reason})"
     claim = claim or claim_key(source)
     owner = _claim_owner(s3, bucket, claim)
-    if owner == run_id:
-        release_claim(s3, bucket, claim, run_id)
+    if owner == run_id:  # release it, so that a new execution of this version may run
+        s3.delete_object(Bucket=bucket, Key=claim)
     if job and owner in (run_id, None):
         abort_upload(s3, job)
     # Another run owns this version (this one is a duplicate that failed early), or a newer
