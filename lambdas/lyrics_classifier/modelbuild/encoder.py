@@ -25,6 +25,12 @@ OPSET = 17
 # Bump when the export recipe changes in a way the code hash would not show.
 RECIPE = "encoder/1"
 DEFAULT_SOURCE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# --encoder choices: the multilingual default and the English transformer.
+ENCODERS = {
+    "use-m3": "Universal Sentence Encoder multilingual v3 (16 languages; CNN, 512-d)",
+    "minilm": "all-MiniLM-L6-v2 (English; 6-layer transformer, 384-d), or any --source DIR",
+}
+DEFAULT_ENCODER = "use-m3"
 SOURCE_FILES = ("config.json", "tokenizer.json", "model.safetensors", "pytorch_model.bin",
                 "modules.json", "1_Pooling/config.json")
 
@@ -61,6 +67,7 @@ class Source:
     hidden_size: int
     num_heads: int
     pad_token_id: int
+    encoder: str = "minilm"  # see ENCODERS; any --source DIR is a Hugging Face model
 
     @classmethod
     def inspect(cls, path: Path, name: str | None = None) -> Source:
@@ -147,6 +154,22 @@ def default_cache_dir() -> Path:
 VARIANTS = ("int8", "fp32", "int8-fused", "fp32-fused")
 
 
+def resolve_source(encoder: str, source_dir: Path | None, cache_dir: Path) -> Source:
+    """The Source for `--encoder` / `--source` (a source directory is always a Hugging Face
+    sentence-transformers model)."""
+    if source_dir is not None:
+        return Source.inspect(Path(source_dir))
+    if encoder == "use-m3":
+        from . import usem3
+
+        return usem3.source(Path(cache_dir))
+    if encoder == "minilm":
+        return Source.inspect(default_source())
+    from ..cli import UserError
+
+    raise UserError(f"--encoder must be one of {', '.join(ENCODERS)} (got {encoder!r})")
+
+
 def embedders(source: Source, cache_dir: Path, log=print) -> dict[str, Path]:
     """{variant: path} of the cached embedders (see VARIANTS), built if missing.
 
@@ -154,7 +177,12 @@ def embedders(source: Source, cache_dir: Path, log=print) -> dict[str, Path]:
     "-fused" ones were fused offline by onnxruntime's transformer optimiser first. Measured
     here (x86_64, 1 and 2 threads, 16 x 128 tokens), offline fusion makes the int8 model
     ~10-25% slower: it turns attention into QAttention, while onnxruntime's own load-time
-    fusions keep the faster int8 MatMul + fp32 attention kernels. Same accuracy."""
+    fusions keep the faster int8 MatMul + fp32 attention kernels. Same accuracy.
+    USE-m3 has no transformer fusions: "int8" and "fp32" only."""
+    if source.encoder == "use-m3":
+        from . import usem3
+
+        return usem3.embedders(source, log)
     key = encoder_key(source)
     target = Path(cache_dir) / f"encoder-{key[:20]}"
     paths = {v: target / f"embedder.{v}.onnx" for v in VARIANTS}
@@ -175,9 +203,9 @@ def embedders(source: Source, cache_dir: Path, log=print) -> dict[str, Path]:
     return paths
 
 
-def _prune(cache_dir: Path, keep: int) -> None:
+def _prune(cache_dir: Path, keep: int, pattern: str = "encoder-*") -> None:
     """Drop all but the `keep` most recently built encoders (each is ~230 MB)."""
-    built = sorted(cache_dir.glob("encoder-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    built = sorted(cache_dir.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in built[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -255,4 +283,5 @@ def _export(source: Source, out: Path) -> None:
 
 
 def describe(source: Source) -> dict[str, Any]:
-    return {"name": source.name, "sha256": source.weights_sha256, "pooling": source.pooling}
+    return {"name": source.name, "encoder": source.encoder, "sha256": source.weights_sha256,
+            "pooling": source.pooling}
