@@ -22,6 +22,7 @@ def test_predict_prints_label_score_and_every_probability(default_model_dir: Pat
     assert main(["predict", "--model", str(default_model_dir), LATIN]) == 0
     out = capsys.readouterr().out.strip()
     assert re.match(r"latin  [01]\.\d{3}    \(latin [01]\.\d{3}  ", out)
+    assert out.endswith("[es]")  # the lyric's language
     for genre in GENRES:
         assert re.search(rf"[ (]{genre} [01]\.\d{{3}}", out)
 
@@ -32,7 +33,8 @@ def test_predict_json_one_object_per_line(default_model_dir: Path, capsys) -> No
     assert len(lines) == 3
     latin, hiphop, empty = map(json.loads, lines)
     assert latin["label"] == "latin" and hiphop["label"] == "hip hop"
-    assert set(latin) == {"label", "score", "scores"}
+    assert set(latin) == {"label", "score", "scores", "language"}
+    assert latin["language"] == "es" and hiphop["language"] == "en"
     assert list(latin["scores"]) == GENRES
     assert latin["score"] == max(latin["scores"].values())
     assert sum(latin["scores"].values()) == pytest.approx(1, abs=1e-4)

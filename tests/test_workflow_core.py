@@ -80,7 +80,7 @@ def records(data: bytes, encoding="utf-8"):
 
 
 def columns(classifier) -> list[str]:
-    return ["label", "score", *[f"prob_{l}" for l in classifier.labels], "error", "warning"]
+    return ["label", "score", *[f"prob_{l}" for l in classifier.labels], "language", "error", "warning"]
 
 
 def test_output_appends_columns_to_each_original_record(s3, classifier):
@@ -98,12 +98,16 @@ def test_output_appends_columns_to_each_original_record(s3, classifier):
     assert len(rows) - 1 == len(originals) == merged["rows_in"] == 3
     for original, row in zip(originals, rows[1:]):
         assert row.raw.startswith(original.raw + ",")  # the original text, byte for byte
-    classified = rows[1]
-    assert classified.fields[3] in labels and classified.fields[-2:] == ["", ""]
-    probabilities = [float(p) for p in classified.fields[5:-2]]
-    assert abs(sum(probabilities) - 1) < 0.01 and float(classified.fields[4]) == max(probabilities)
-    rejected = rows[2]
-    assert rejected.fields[3:-2] == [""] * (2 + len(labels)) and rejected.fields[-2] == "empty lyrics"
+    classified, rejected = (dict(zip(rows[0].fields, row.fields, strict=True)) for row in rows[1:3])
+    assert classified["label"] in labels and classified["error"] == classified["warning"] == ""
+    assert classified["language"] == "en"
+    probabilities = [float(classified[f"prob_{label}"]) for label in labels]
+    assert abs(sum(probabilities) - 1) < 0.01 and float(classified["score"]) == max(probabilities)
+    added = columns(classifier)
+    assert [rejected[name] for name in added if name != "error"] == [""] * (len(added) - 1)
+    assert rejected["error"] == "empty lyrics"
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["language_counts"] == {"en": 2}
     assert merged["rows_classified"] == 2 and merged["rows_rejected"] == 1 and merged["status"] == "complete"
 
 

@@ -472,7 +472,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "machine (statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
             "S3 in memory and the real Lambda handlers called in-process. Writes "
             "<name>.classified.csv (every input row once, in order, original columns unchanged, "
-            "plus label, score, prob_<label>..., error and warning) and <name>.summary.json beside the "
+            "plus label, score, prob_<label>..., language, error and warning) and <name>.summary.json beside the "
             "input. On failure, writes <name>.error.json instead and exits with status 1."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -592,6 +592,10 @@ def format_summary(result: RunResult) -> str:
     counts = summary.get("label_counts", {})
     if counts:
         lines.append("  labels:   " + ", ".join(f"{label} {count:,}" for label, count in counts.items()))
+    languages = list(summary.get("language_counts", {}).items())
+    if languages:
+        shown = ", ".join(f"{code} {count:,}" for code, count in languages[:8])
+        lines.append(f"  languages: {shown}{f', {len(languages) - 8} more' if len(languages) > 8 else ''}")
     lines.append(f"output:  {result.output_csv}")
     lines.append(f"summary: {result.summary_path}")
     return "\n".join(lines)

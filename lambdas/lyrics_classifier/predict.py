@@ -13,7 +13,7 @@ def format_prediction(prediction, labels: tuple[str, ...]) -> str:
         return f"rejected: {prediction.error}"
     ranked = sorted(zip(labels, prediction.probabilities), key=lambda pair: -pair[1])
     scores = "  ".join(f"{label} {prob:.3f}" for label, prob in ranked)
-    return f"{prediction.label}  {prediction.score:.3f}    ({scores})"
+    return f"{prediction.label}  {prediction.score:.3f}    ({scores})  [{prediction.language or '?'}]"
 
 
 def as_json(prediction, labels: tuple[str, ...]) -> dict:
@@ -23,6 +23,7 @@ def as_json(prediction, labels: tuple[str, ...]) -> dict:
         "label": prediction.label,
         "score": round(prediction.score, 6),
         "scores": {label: round(p, 6) for label, p in zip(labels, prediction.probabilities)},
+        "language": prediction.language,
     }
 
 
@@ -58,12 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="classify lyrics given on the command line (or `-` for stdin)",
-        description="Print, per text, the predicted label, its probability and every label's "
-                    "probability.",
+        description="Print, per text, the predicted label, its probability, every label's "
+                    "probability and the text's language (ISO 639-1 code).",
     )
     parser.add_argument("texts", nargs="+", metavar="TEXT", help="lyrics to classify; `-` reads one from stdin")
     parser.add_argument("--model", metavar="DIR",
                         help="model directory (default: $LYRICS_CLASSIFIER_MODEL, else models/default)")
     parser.add_argument("--json", action="store_true",
-                        help='one JSON object per line: {"label", "score", "scores": {label: prob}}')
+                        help='one JSON object per line: {"label", "score", "scores": {label: prob}, "language"}')
     parser.set_defaults(func=predict_command)

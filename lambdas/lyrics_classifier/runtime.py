@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .language import detect as detect_language
+
 MODEL_ENV = "LYRICS_CLASSIFIER_MODEL"
 LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one vCPU's worth of CPU per 1,769 MB
 
@@ -73,6 +75,7 @@ class Prediction:
     probabilities: tuple[float, ...] | None  # in Classifier.labels order
     error: str | None  # per-row rejection reason; None when classified
     windows: int = 0  # token windows used
+    language: str = ""  # ISO 639-1 code (language.py); "" when rejected or without letters
 
 
 def default_model_dir() -> Path:
@@ -401,6 +404,7 @@ class Classifier:
                         probabilities=tuple(float(p) for p in row),
                         error=None,
                         windows=counts[i],
+                        language=detect_language(group[i]),
                     )
                 )
         return predictions

@@ -35,6 +35,7 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, Iterator
 from urllib.parse import unquote_plus
 
@@ -455,9 +456,24 @@ def format_probability(p: float) -> str:
     return f"{p:.4f}"
 
 
-def output_columns(header: list[str], labels: list[str]) -> list[str]:
-    """The appended columns; prefixed when the input already has a column of the same name."""
-    added = ["label", "score", *(f"prob_{label}" for label in labels), "error", "warning"]
+def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str | None = None) -> list[tuple[str, str]]:
+    """(name, value) of every column appended to a row, in order: the header's names and a
+    row's values come from this one place. Without a prediction, the values are empty."""
+    ok = prediction is not None and prediction.error is None
+    probabilities = prediction.probabilities if ok else [None] * len(labels)
+    return [
+        ("label", prediction.label if ok else ""),
+        ("score", format_probability(prediction.score) if ok else ""),
+        *((f"prob_{label}", format_probability(p) if ok else "") for label, p in zip(labels, probabilities, strict=True)),
+        ("language", prediction.language if ok else ""),
+        ("error", (prediction.error or "") if prediction is not None else ""),
+        ("warning", warning or ""),
+    ]
+
+
+def output_columns(header: list[str], labels: Sequence[str]) -> list[str]:
+    """The appended columns' names; prefixed when the input already has a column of that name."""
+    added = [name for name, _ in appended_columns(labels)]
     existing = {name.strip().lower() for name in header}
     if existing.intersection(name.lower() for name in added):
         added = [f"predicted_{name}" for name in added]
@@ -515,9 +531,9 @@ def classify_bytes(
         texts.append(best)
         warnings.append(warning)
     predictions = classifier.classify(texts)
-    empty_probabilities = [""] * len(classifier.labels)
     rejected: Counter[str] = Counter()
     labels: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
     warned: Counter[str] = Counter()
     lines = head
     for raw, prediction, warning in zip(rows, predictions, warnings, strict=True):
@@ -525,16 +541,10 @@ def classify_bytes(
             warned[warning] += 1
         if prediction.error is None:
             labels[prediction.label] += 1
-            added = [
-                prediction.label,
-                format_probability(prediction.score),
-                *map(format_probability, prediction.probabilities),
-                "",
-                warning or "",
-            ]
+            languages[prediction.language or "unknown"] += 1
         else:
             rejected[prediction.error] += 1
-            added = ["", "", *empty_probabilities, prediction.error, warning or ""]
+        added = [value for _, value in appended_columns(classifier.labels, prediction, warning)]
         lines.append(f"{raw},{format_row(added)}\n")
     body = bom + "".join(lines).encode("utf-8", "surrogateescape")
     counts = {
@@ -542,6 +552,7 @@ def classify_bytes(
         "classified": sum(labels.values()),
         "rejected": dict(rejected),
         "labels": dict(labels),
+        "languages": dict(languages),
         "warnings": dict(warned),
         "columns_added": columns_added,
     }
@@ -722,10 +733,12 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
     rejected: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     label_counts: Counter[str] = Counter({label: 0 for label in labels})
+    language_counts: Counter[str] = Counter()
     for stat in stats:
         rejected.update(stat["rejected"])
         warnings.update(stat["warnings"])
         label_counts.update(stat["labels"])
+        language_counts.update(stat["languages"])
     rows_in = sum(stat["rows"] for stat in stats)
     rows_classified = sum(stat["classified"] for stat in stats)
     summary = {
@@ -739,6 +752,8 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
         "rows_with_warnings": sum(warnings.values()),
         "warnings_by_reason": dict(warnings),
         "label_counts": dict(label_counts),
+        # ISO 639-1 codes of the classified rows, most frequent first ("unknown": no letters)
+        "language_counts": dict(language_counts.most_common()),
         "text_column": run["text_column"],
         "columns_added": stats[0]["columns_added"],
         "model": model,
