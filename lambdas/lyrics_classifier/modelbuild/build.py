@@ -78,23 +78,33 @@ class Options:
 # ---------------------------------------------------------------------------- labels
 
 
-def default_labels_file() -> Path:
-    return Path(str(resources.files("lyrics_classifier") / "data" / "labels.json"))
+# The genre labels each encoder was tuned with: the multilingual encoder's descriptions are in
+# nine languages and come with example lyrics (a fitted head); MiniLM's are English, zero-shot.
+DEFAULT_LABELS = {"use-m3": "labels.json", "minilm": "labels-english.json"}
 
 
-def load_labels(path: Path | None) -> dict[str, Any]:
-    """{"name", "temperature", "centre", "bias", "labels": {label: [description, ...]}}.
+def default_labels_file(encoder: str = enc.DEFAULT_ENCODER) -> Path:
+    return Path(str(resources.files("lyrics_classifier") / "data" / DEFAULT_LABELS.get(encoder, "labels.json")))
+
+
+def load_labels(path: Path | None, encoder: str = enc.DEFAULT_ENCODER) -> dict[str, Any]:
+    """{"name", "temperature", "centre", "bias", "labels": {label: [description, ...]},
+    "examples"}.
 
     Accepted forms: that object; a bare {label: description or [descriptions]} mapping;
-    a list of label names (each label's name is its description)."""
-    path = Path(path) if path else default_labels_file()
+    a list of label names (each label's name is its description). "examples", optional,
+    names a labelled CSV of example lyrics beside the labels file:
+    {"file": "examples.csv", "label_column": "genre", "C": 1.0, "description_weight": 1.0};
+    with examples, build-model fits a logistic-regression head on the embeddings of the
+    examples and of the descriptions instead of the zero-shot head."""
+    path = Path(path) if path else default_labels_file(encoder)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"labels file {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise UserError(f"labels file {path}: not valid JSON ({exc})") from exc
-    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None, "centre": False}
+    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None, "centre": False, "examples": None}
     if isinstance(data, list):
         labels = {str(label): [str(label)] for label in data}
     elif isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
@@ -130,7 +140,28 @@ def load_labels(path: Path | None) -> dict[str, Any]:
         "centre": spec["centre"],
         "bias": bias,
         "labels": labels,
+        "examples": _load_examples(path, spec["examples"], labels) if spec["examples"] else None,
     }
+
+
+def _load_examples(labels_path: Path, examples: Any, labels: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(examples, dict) or not isinstance(examples.get("file"), str):
+        raise UserError(f"labels file {labels_path}: examples must be {{\"file\": \"examples.csv\", ...}}")
+    file = labels_path.parent / examples["file"]
+    column = str(examples.get("label_column", "label"))
+    texts, found, skipped = read_labelled_csv(file, column, examples.get("text_column"))
+    unknown = sorted(set(found) - set(labels))
+    if unknown:
+        raise UserError(f"{file}: labels not in {labels_path.name}: {', '.join(unknown)}")
+    try:
+        regularization = float(examples.get("C", 1.0))
+        weight = float(examples.get("description_weight", 1.0))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"labels file {labels_path}: examples C and description_weight must be numbers") from exc
+    if regularization <= 0 or weight < 0:
+        raise UserError(f"labels file {labels_path}: examples C must be positive, description_weight >= 0")
+    return {"file": examples["file"], "label_column": column, "C": regularization, "description_weight": weight,
+            "texts": texts, "labels": found, "skipped": skipped}
 
 
 # ---------------------------------------------------------------------------- common
@@ -226,6 +257,35 @@ def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, op
 # ---------------------------------------------------------------------------- build-model
 
 
+def _embed(engine, texts: list[str], what: str):
+    """Unit sentence embeddings, rounded so that last-bit differences between CPU kernels
+    (AVX-512 VNNI, AVX2, arm64 dot-product) are unlikely to reach the model bytes; 1e-5 is
+    far below what matters."""
+    import numpy as np
+
+    from .graph import EMBEDDING
+
+    vectors, errors, _ = engine.pooled(texts, EMBEDDING)
+    if any(errors):
+        index = next(i for i, e in enumerate(errors) if e)
+        raise UserError(f"{what} could not be embedded ({errors[index]}): {texts[index][:60]!r}")
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.round(vectors, 5).astype(np.float32)
+
+
+def _fit_logistic(features, y, classes: int, regularization: float, weights=None):
+    """(weight [classes, hidden], bias [classes]) of a multinomial logistic regression."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression(C=regularization, max_iter=5000).fit(features, y, sample_weight=weights)
+    weight, bias = fitted.coef_, fitted.intercept_
+    if classes == 2:  # scikit-learn keeps one row for a binary problem
+        weight = np.vstack([-weight[0] / 2, weight[0] / 2])
+        bias = np.array([-bias[0] / 2, bias[0] / 2])
+    return weight, bias
+
+
 def build_model(
     out: Path = DEFAULT_OUT,
     *,
@@ -237,17 +297,18 @@ def build_model(
     force: bool = False,
     log: Log = print,
 ) -> bool:
-    """Build the zero-shot model directory. Returns False when it was already up to date."""
+    """Build the model directory for a labels file: a zero-shot head, or with examples a fitted
+    one. Returns False when it was already up to date."""
     import numpy as np
     import onnx
 
-    from .graph import EMBEDDING, append_zero_shot_head, label_prototypes
+    from .graph import append_linear_head, append_zero_shot_head, label_prototypes
 
     options.check()
     out = Path(out)
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
-    spec = load_labels(labels_file)
+    spec = load_labels(labels_file, encoder)
     input_hash = _hash(
         {
             "command": "build-model",
@@ -265,29 +326,44 @@ def build_model(
     labels = list(spec["labels"])
     texts = [d for label in labels for d in spec["labels"][label]]
     owner = [i for i, label in enumerate(labels) for _ in spec["labels"][label]]
+    engine = _engine(embedder, source, options)
     log(f"embedding {len(texts)} descriptions of {len(labels)} labels")
-    vectors, errors, _ = _engine(embedder, source, options).pooled(texts, EMBEDDING)
-    if any(errors):
-        raise UserError(f"a label description could not be embedded: {next(e for e in errors if e)}")
-    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    # Rounded so that last-bit differences between CPU kernels (AVX-512 VNNI, AVX2, arm64
-    # dot-product) are unlikely to reach the model bytes; 1e-5 is far below what matters.
-    vectors = np.round(vectors, 5).astype(np.float32)
-    bias = np.array([spec["bias"][label] for label in labels], dtype=np.float32) if spec["bias"] else None
-    prototypes, centre = label_prototypes(vectors, owner, len(labels), spec["centre"])
-    model = append_zero_shot_head(onnx.load(str(embedder)), prototypes, centre, spec["temperature"], bias)
-    config = _base_config("zero-shot", spec["name"], labels, source, options)
-    config["head"] = {
-        "type": "zero-shot: cosine similarity to each label's prototype (normalised mean of its "
-                "description embeddings; centred: minus the mean prototype) / temperature, softmax",
-        "temperature": spec["temperature"],
-        "centre": spec["centre"],
-        "bias": spec["bias"],
-        "descriptions": spec["labels"],
-    }
+    vectors = _embed(engine, texts, "a label description")
+    examples = spec["examples"]
+    graph = onnx.load(str(embedder))
+    if examples:
+        log(f"embedding {len(examples['texts'])} example lyrics ({examples['file']})")
+        features = np.vstack([_embed(engine, examples["texts"], "an example lyric"), vectors])
+        y = np.array([labels.index(label) for label in examples["labels"]] + owner)
+        weights = np.array([1.0] * len(examples["texts"]) + [examples["description_weight"]] * len(texts))
+        weight, bias = _fit_logistic(features, y, len(labels), examples["C"], weights)
+        model = append_linear_head(graph, weight, bias)
+        kind = "few-shot"
+        head = {
+            "type": "logistic regression (scikit-learn) on the sentence embeddings of the example "
+                    "lyrics and of the label descriptions, softmax",
+            "C": examples["C"],
+            "description_weight": examples["description_weight"],
+            "examples": {"file": examples["file"], "rows": len(examples["texts"]),
+                         "counts": {label: examples["labels"].count(label) for label in labels}},
+        }
+    else:
+        bias = np.array([spec["bias"][label] for label in labels], dtype=np.float32) if spec["bias"] else None
+        prototypes, centre = label_prototypes(vectors, owner, len(labels), spec["centre"])
+        model = append_zero_shot_head(graph, prototypes, centre, spec["temperature"], bias)
+        kind = "zero-shot"
+        head = {
+            "type": "zero-shot: cosine similarity to each label's prototype (normalised mean of its "
+                    "description embeddings; centred: minus the mean prototype) / temperature, softmax",
+            "temperature": spec["temperature"],
+            "centre": spec["centre"],
+            "bias": spec["bias"],
+        }
+    config = _base_config(kind, spec["name"], labels, source, options)
+    config["head"] = head | {"descriptions": spec["labels"]}
     config["input_hash"] = input_hash
     sha = _write(out, model, source, config)
-    log(f"{out}: built {options.precision} zero-shot model for {', '.join(labels)} (model.onnx sha256 {sha[:12]})")
+    log(f"{out}: built {options.precision} {kind} model for {', '.join(labels)} (model.onnx sha256 {sha[:12]})")
     return True
 
 
@@ -403,11 +479,7 @@ def train(
     scores = cross_val_score(model(), features, y, cv=StratifiedKFold(k, shuffle=True, random_state=0))
     log(f"cross-validated accuracy ({k} folds): {scores.mean():.3f} ± {scores.std():.3f} "
         f"({', '.join(f'{s:.2f}' for s in scores)})")
-    fitted = model().fit(features, y)
-    weight, bias = fitted.coef_, fitted.intercept_
-    if len(classes) == 2:  # scikit-learn keeps one row for a binary problem
-        weight = np.vstack([-weight[0] / 2, weight[0] / 2])
-        bias = np.array([-bias[0] / 2, bias[0] / 2])
+    weight, bias = _fit_logistic(features, y, len(classes), regularization)
     graph = append_linear_head(onnx.load(str(embedder)), weight, bias)
     head = {
         "type": "logistic regression on the sentence embedding (scikit-learn), softmax",

@@ -100,7 +100,8 @@ def sentencepiece_pieces(model: bytes) -> tuple[list[tuple[str, float]], bytes]:
 def tokenizer_json(sp_model: Path) -> str:
     """The SentencePiece unigram model as a Hugging Face tokenizers file: the nmt_nfkc charsmap
     (Precompiled), whitespace collapsed and stripped as sentencepiece does, pieces that start
-    at a word (Metaspace, U+2581), and <s> ... </s> around every window."""
+    at a word (Metaspace, U+2581), and <s> ... </s> around every window. As in the source,
+    "<s>" written in a lyric is the piece <s>: no added special tokens."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     pieces, charsmap = sentencepiece_pieces(sp_model.read_bytes())
@@ -111,12 +112,19 @@ def tokenizer_json(sp_model: Path) -> str:
     tokenizer.normalizer = normalizers.Sequence(
         [*steps, normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip()]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    # tokenizers' Unigram fuses a run of unknown characters into one <unk>; SentencePiece
+    # gives each its own. Every piece's characters are single-character pieces too, so
+    # isolating the characters that are not changes no other split.
+    known = "".join(sorted({piece for piece, _ in pieces[3:] if len(piece) == 1}))
+    unknown = Regex("[^" + "".join(f"\\x{{{ord(ch):x}}}" for ch in known) + "]")
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True),
+        pre_tokenizers.Split(unknown, behavior="isolated"),
+    ])
     tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", BOS), ("</s>", EOS)]
     )
-    tokenizer.add_special_tokens(["<unk>", "<s>", "</s>"])
     return tokenizer.to_str(pretty=False)
 
 
@@ -134,7 +142,6 @@ def build_graph(weights_npz: Path, opset: int = 17):
     table = np.empty((rows, EMBEDDING_DIM), dtype=np.uint8)
     for i in range(CHUNKS):
         table[i::CHUNKS] = w[f"q{i + 1}"]
-    row_chunk = np.arange(rows) % CHUNKS
     eps = float(w["eps"])
 
     inits: list[Any] = []
@@ -149,16 +156,17 @@ def build_graph(weights_npz: Path, opset: int = 17):
         return output
 
     const("table", table)
-    const("row_scale", w["scale"][row_chunk].astype(np.float32)[:, None])
-    const("row_offset", w["lo"][row_chunk].astype(np.float32)[:, None])
+    const("chunk_scale", w["scale"].astype(np.float32)[:, None])
+    const("chunk_offset", w["lo"].astype(np.float32)[:, None])
     axis1 = const("axis1", np.array([1], dtype=np.int64))
     axis2 = const("axis2", np.array([2], dtype=np.int64))
 
     # Embedding lookup, dequantised row by row.
     codes = node("Gather", ["table", "input_ids"], "embed/codes", axis=0)
     values = node("Cast", [codes], "embed/values", to=TensorProto.FLOAT)
-    scale = node("Gather", ["row_scale", "input_ids"], "embed/scale", axis=0)
-    offset = node("Gather", ["row_offset", "input_ids"], "embed/offset", axis=0)
+    chunk = node("Mod", ["input_ids", const("chunks", np.array(CHUNKS, dtype=np.int64))], "embed/chunk")
+    scale = node("Gather", ["chunk_scale", chunk], "embed/scale", axis=0)
+    offset = node("Gather", ["chunk_offset", chunk], "embed/offset", axis=0)
     embedding = node("Add", [node("Mul", [values, scale], "embed/scaled"), offset], "embed/out")  # [B,T,512]
 
     mask = node("Cast", ["attention_mask"], "mask/float", to=TensorProto.FLOAT)  # [B,T]
