@@ -37,7 +37,9 @@ test: model node_modules/.installed
 # server (~20 GB of disk at the peak, deleted afterwards); override with BENCH_SIZES_GB="0.1 1".
 BENCH_SIZES_GB ?= 0.1 1 5
 bench: model
+	$(CLI) build-model --encoder minilm --out models/minilm
 	$(PY) bench/model_speed.py
+	$(PY) bench/languages.py --model $(MODEL) --model models/minilm
 	$(PY) bench/workflow_scale.py --sizes-gb $(BENCH_SIZES_GB)
 
 synth: model node_modules/.installed

@@ -40,7 +40,7 @@ def test_labels_and_identity(classifier: Classifier, default_model_dir: Path) ->
     identity = classifier.identity
     assert identity["labels"] == list(GENRES)
     assert identity["sha256"] == hashlib.sha256((default_model_dir / "model.onnx").read_bytes()).hexdigest()
-    assert identity["source"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert identity["source"] == "google/universal-sentence-encoder-multilingual/3"
     assert json.loads(json.dumps(identity)) == identity
 
 

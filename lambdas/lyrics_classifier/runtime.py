@@ -372,9 +372,13 @@ class Classifier:
         }
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> Classifier:
+    def load(cls, model_dir: str | os.PathLike, threads: int | None = None,
+             dedupe_lines: bool | None = None) -> Classifier:
+        """`dedupe_lines` overrides the model's setting (repeated lines encoded once)."""
         model_dir = Path(model_dir)
         config = _read_config(model_dir)
+        if dedupe_lines is not None:
+            config["dedupe_lines"] = dedupe_lines
         engine = _Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
         return cls(model_dir, config, engine)
 
