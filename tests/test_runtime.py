@@ -96,13 +96,16 @@ def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None
     assert 2 <= len(windows) <= engine.max_windows
     for window in windows:
         assert len(window.ids) <= engine.max_tokens
-        assert window.special_tokens_mask[0] == window.special_tokens_mask[-1] == 1  # [CLS] ... [SEP]
+        assert window.special_tokens_mask[0] == window.special_tokens_mask[-1] == 1  # <s> ... </s>
     # every token of the lyric exactly once, in order, and no line cut in two
     content = [t for w in windows for t, special in zip(w.ids, w.special_tokens_mask) if not special]
     assert content == engine.tokenizer.encode("\n".join(lines), add_special_tokens=False).ids
-    decoded = [engine.tokenizer.decode(w.ids) for w in windows]
-    for i in range(len(lines)):
-        assert sum(f"line {i} : word{i}x0 word{i}x1 word{i}x2 word{i}x3" in d for d in decoded) == 1
+    def holds(window: list[int], piece: list[int]) -> bool:
+        return any(window[k : k + len(piece)] == piece for k in range(len(window) - len(piece) + 1))
+
+    for line in lines:
+        ids = engine.tokenizer.encode(line, add_special_tokens=False).ids
+        assert sum(holds(w.ids, ids) for w in windows) == 1, line
     (prediction,) = classifier.classify(["\n".join(lines)])
     assert prediction.windows == len(windows)
 
