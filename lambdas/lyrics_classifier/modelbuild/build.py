@@ -15,7 +15,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +27,7 @@ FORMAT = "lyrics-classifier-model/1"
 DEFAULT_OUT = Path("models") / "default"
 DEFAULT_MAX_TOKENS = 128
 DEFAULT_STRIDE = 16
-DEFAULT_MAX_WINDOWS = 3  # corpus: 3 windows 93.4% vs 16: 94.0% at 1.2x the speed; 2: 91.6%
+DEFAULT_MAX_WINDOWS = 3  # MiniLM, corpus: 3 windows 93.4% vs 16: 94.0% at 1.2x the speed; 2: 91.6%
 TEXT_COLUMNS = ("lyrics", "lyric", "text")
 _CODE_MODULES = (
     "lyrics_classifier.runtime",
@@ -40,26 +40,48 @@ _CODE_MODULES = (
 Log = Callable[[str], None]
 
 
+# Per encoder, the window settings measured best (docs/performance.md): MiniLM reads whole
+# lines packed into 128-token windows, at most 3 per lyric; USE-m3, a sentence encoder,
+# reads each distinct line as its own window (5-fold cross-validation on the tuning
+# samples: 87% against 86% for packed windows), at most 32 lines per lyric.
+ENCODER_WINDOWS = {
+    "minilm": {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
+    "use-m3": {"max_windows": 32, "window_packing": "lines"},
+}
+
+
 @dataclass(frozen=True)
 class Options:
     max_tokens: int = DEFAULT_MAX_TOKENS
     stride: int = DEFAULT_STRIDE
-    max_windows: int = DEFAULT_MAX_WINDOWS
+    max_windows: int | None = None  # None: the encoder's (ENCODER_WINDOWS)
     precision: str = "int8"  # or "fp32"
     dedupe_lines: bool = True
     fusion: str = "runtime"  # transformer fusions by onnxruntime at load, or "offline"
+    window_packing: str | None = None  # "packed" or "lines"; None: the encoder's
+
+    def for_encoder(self, encoder: str) -> Options:
+        """These options with the encoder's window defaults filled in."""
+        defaults = ENCODER_WINDOWS.get(encoder, ENCODER_WINDOWS["minilm"])
+        return replace(
+            self,
+            max_windows=defaults["max_windows"] if self.max_windows is None else self.max_windows,
+            window_packing=self.window_packing or defaults["window_packing"],
+        )
 
     def check(self) -> None:
         if not 8 <= self.max_tokens <= 512:
             raise UserError(f"--max-tokens must be between 8 and 512 (got {self.max_tokens})")
         if not 0 <= self.stride < self.max_tokens // 2:
             raise UserError(f"--stride must be at least 0 and below --max-tokens / 2 (got {self.stride})")
-        if self.max_windows < 1:
+        if self.max_windows is not None and self.max_windows < 1:
             raise UserError(f"--max-windows must be at least 1 (got {self.max_windows})")
         if self.precision not in ("int8", "fp32"):
             raise UserError(f"--precision must be int8 or fp32 (got {self.precision})")
         if self.fusion not in ("runtime", "offline"):
             raise UserError(f"--fusion must be runtime or offline (got {self.fusion})")
+        if self.window_packing not in (None, "packed", "lines"):
+            raise UserError(f"--windows must be packed or lines (got {self.window_packing})")
 
     @property
     def variant(self) -> str:
@@ -70,6 +92,7 @@ class Options:
             "max_tokens": self.max_tokens,
             "window_stride": self.stride,
             "max_windows": self.max_windows,
+            "window_packing": self.window_packing,
             "window_pooling": "mean of window logits",
             "dedupe_lines": self.dedupe_lines,
         }
@@ -192,6 +215,7 @@ def _engine(embedder: Path, source: enc.Source, options: Options):
         "max_tokens": options.max_tokens,
         "window_stride": options.stride,
         "max_windows": options.max_windows,
+        "window_packing": options.window_packing,
         "dedupe_lines": options.dedupe_lines,
         "pad_token_id": source.pad_token_id,
     }
@@ -257,10 +281,11 @@ def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, op
 # ---------------------------------------------------------------------------- build-model
 
 
-def _embed(engine, texts: list[str], what: str):
-    """Unit sentence embeddings, rounded so that last-bit differences between CPU kernels
-    (AVX-512 VNNI, AVX2, arm64 dot-product) are unlikely to reach the model bytes; 1e-5 is
-    far below what matters."""
+def _embed(engine, texts: list[str], what: str, unit: bool = True):
+    """Sentence embeddings as the runtime pools them (the mean of the window embeddings),
+    scaled to unit length with `unit`, rounded so that last-bit differences between CPU
+    kernels (AVX-512 VNNI, AVX2, arm64 dot-product) are unlikely to reach the model bytes;
+    1e-5 is far below what matters."""
     import numpy as np
 
     from .graph import EMBEDDING
@@ -269,7 +294,8 @@ def _embed(engine, texts: list[str], what: str):
     if any(errors):
         index = next(i for i, e in enumerate(errors) if e)
         raise UserError(f"{what} could not be embedded ({errors[index]}): {texts[index][:60]!r}")
-    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    if unit:
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.round(vectors, 5).astype(np.float32)
 
 
@@ -308,6 +334,7 @@ def build_model(
     out = Path(out)
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
+    options = options.for_encoder(source.encoder)
     spec = load_labels(labels_file, encoder)
     input_hash = _hash(
         {
@@ -333,7 +360,8 @@ def build_model(
     graph = onnx.load(str(embedder))
     if examples:
         log(f"embedding {len(examples['texts'])} example lyrics ({examples['file']})")
-        features = np.vstack([_embed(engine, examples["texts"], "an example lyric"), vectors])
+        # what the head will see at run time: the mean of a lyric's window embeddings
+        features = np.vstack([_embed(engine, examples["texts"], "an example lyric", unit=False), vectors])
         y = np.array([labels.index(label) for label in examples["labels"]] + owner)
         weights = np.array([1.0] * len(examples["texts"]) + [examples["description_weight"]] * len(texts))
         weight, bias = _fit_logistic(features, y, len(labels), examples["C"], weights)
@@ -447,6 +475,7 @@ def train(
         raise UserError("--C must be positive")
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
+    options = options.for_encoder(source.encoder)
     input_hash = _hash(
         {
             "command": "train",

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .build import DEFAULT_MAX_TOKENS, DEFAULT_MAX_WINDOWS, DEFAULT_OUT, DEFAULT_STRIDE
+from .build import DEFAULT_MAX_TOKENS, DEFAULT_MAX_WINDOWS, DEFAULT_OUT, DEFAULT_STRIDE, ENCODER_WINDOWS
 from .encoder import DEFAULT_ENCODER, ENCODERS
 
 
@@ -25,11 +25,14 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
                         help="tokens shared by consecutive windows when a single line is longer "
                              f"than a window (default: {DEFAULT_STRIDE}; windows otherwise end on "
                              "line breaks)")
-    parser.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS, metavar="N",
-                        help="windows per lyric at most, spread evenly over the lyric "
-                             f"(default: {DEFAULT_MAX_WINDOWS}, "
-                             "~380 tokens of distinct lines: a whole typical song; longer ones are "
-                             "read at their start, middle and end)")
+    parser.add_argument("--max-windows", type=int, metavar="N",
+                        help="windows per lyric at most, spread evenly over the lyric (default: "
+                             f"use-m3 {ENCODER_WINDOWS['use-m3']['max_windows']} lines; minilm "
+                             f"{DEFAULT_MAX_WINDOWS} windows, ~380 tokens of distinct lines: a whole "
+                             "typical song; longer ones are read at their start, middle and end)")
+    parser.add_argument("--windows", dest="window_packing", choices=("packed", "lines"),
+                        help="packed: whole lines packed into windows of --max-tokens; lines: each line "
+                             "its own window (default: lines for use-m3, packed for minilm)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
                         help="int8 (default: dynamic quantisation) or fp32")
     parser.add_argument("--fusion", choices=("runtime", "offline"), default="runtime",
@@ -54,6 +57,7 @@ def _options(args: argparse.Namespace):
         precision=args.precision,
         dedupe_lines=args.dedupe_lines,
         fusion=args.fusion,
+        window_packing=args.window_packing,
     )
 
 
