@@ -38,7 +38,8 @@ def test_model_directory_format(default_model_dir: Path) -> None:
     config = json.loads((default_model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "rock", "1": "pop", "2": "hip hop", "3": "country", "4": "latin"}
     assert config["kind"] == "few-shot"
-    assert config["max_tokens"] == 128 and config["window_stride"] == 16 and config["max_windows"] == 3
+    assert config["max_tokens"] == 128 and config["window_stride"] == 16
+    assert config["window_packing"] == "lines" and config["max_windows"] == 32  # USE-m3 reads line by line
     assert config["normalize"] is True and config["precision"] == "int8"
     assert config["source"]["name"] == "google/universal-sentence-encoder-multilingual/3"
     assert config["source"]["encoder"] == "use-m3"
@@ -165,6 +166,7 @@ def test_the_english_encoder_is_one_option_away(minilm_model_dir: Path) -> None:
     config = json.loads((minilm_model_dir / "config.json").read_text())
     assert config["source"]["name"] == "sentence-transformers/all-MiniLM-L6-v2" and config["kind"] == "zero-shot"
     assert config["pooling"] == "mean" and 15e6 < (minilm_model_dir / "model.onnx").stat().st_size < 30e6
+    assert config["window_packing"] == "packed" and config["max_windows"] == 3
     classifier = Classifier.load(minilm_model_dir)
     assert [p.label for p in classifier.classify(["Pickup truck, cold beer, dirt road, boots on the porch"])] == ["country"]
 
