@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .language import detect as detect_language
+from .language import load as load_language_model
 
 MODEL_ENV = "LYRICS_CLASSIFIER_MODEL"
 LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one vCPU's worth of CPU per 1,769 MB
@@ -384,6 +385,7 @@ class Classifier:
         if dedupe_lines is not None:
             config["dedupe_lines"] = dedupe_lines
         engine = _Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
+        load_language_model()
         return cls(model_dir, config, engine)
 
     @property
