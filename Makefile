@@ -29,6 +29,8 @@ model: $(VENV)/.installed
 demo: model
 	$(CLI) run samples/lyrics.csv -o build/demo/lyrics.classified.csv
 	$(PY) samples/show.py build/demo/lyrics.classified.csv
+	$(CLI) run samples/multilingual.csv -o build/demo/multilingual.classified.csv
+	$(PY) samples/show.py build/demo/multilingual.classified.csv
 
 test: model node_modules/.installed
 	$(PY) -m pytest
