@@ -40,13 +40,16 @@ _CODE_MODULES = (
 Log = Callable[[str], None]
 
 
-# Per encoder, the window settings measured best (docs/performance.md): MiniLM reads whole
-# lines packed into 128-token windows, at most 3 per lyric; USE-m3, a sentence encoder,
-# reads each distinct line as its own window (5-fold cross-validation on the tuning
-# samples: 87% against 86% for packed windows), at most 32 lines per lyric.
+# The window settings measured best (docs/performance.md, `bench/languages.py`), by encoder
+# and head. MiniLM reads whole lines packed into 128-token windows, at most 3 per lyric. So
+# does USE-m3 under a zero-shot head (its prototypes are of whole descriptions: 86% on the
+# English samples packed, 65% line by line); under a fitted head, USE-m3 reads each distinct
+# line as its own window, at most 32 per lyric (cross-validated 87% against 85%).
 ENCODER_WINDOWS = {
-    "minilm": {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
-    "use-m3": {"max_windows": 32, "window_packing": "lines"},
+    ("minilm", "zero-shot"): {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
+    ("minilm", "fitted"): {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
+    ("use-m3", "zero-shot"): {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
+    ("use-m3", "fitted"): {"max_windows": 32, "window_packing": "lines"},
 }
 
 
@@ -60,9 +63,10 @@ class Options:
     fusion: str = "runtime"  # transformer fusions by onnxruntime at load, or "offline"
     window_packing: str | None = None  # "packed" or "lines"; None: the encoder's
 
-    def for_encoder(self, encoder: str) -> Options:
-        """These options with the encoder's window defaults filled in."""
-        defaults = ENCODER_WINDOWS.get(encoder, ENCODER_WINDOWS["minilm"])
+    def for_encoder(self, encoder: str, head: str) -> Options:
+        """These options with the window defaults of the encoder and head ("zero-shot" or
+        "fitted") filled in."""
+        defaults = ENCODER_WINDOWS.get((encoder, head), ENCODER_WINDOWS[("minilm", head)])
         return replace(
             self,
             max_windows=defaults["max_windows"] if self.max_windows is None else self.max_windows,
@@ -334,8 +338,8 @@ def build_model(
     out = Path(out)
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
-    options = options.for_encoder(source.encoder)
     spec = load_labels(labels_file, encoder)
+    options = options.for_encoder(source.encoder, "fitted" if spec["examples"] else "zero-shot")
     input_hash = _hash(
         {
             "command": "build-model",
@@ -475,7 +479,7 @@ def train(
         raise UserError("--C must be positive")
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
-    options = options.for_encoder(source.encoder)
+    options = options.for_encoder(source.encoder, "fitted")
     input_hash = _hash(
         {
             "command": "train",

@@ -27,12 +27,14 @@ def _window_options(parser: argparse.ArgumentParser) -> None:
                              "line breaks)")
     parser.add_argument("--max-windows", type=int, metavar="N",
                         help="windows per lyric at most, spread evenly over the lyric (default: "
-                             f"use-m3 {ENCODER_WINDOWS['use-m3']['max_windows']} lines; minilm "
-                             f"{DEFAULT_MAX_WINDOWS} windows, ~380 tokens of distinct lines: a whole "
-                             "typical song; longer ones are read at their start, middle and end)")
+                             f"{ENCODER_WINDOWS[('use-m3', 'fitted')]['max_windows']} lines for use-m3 under "
+                             f"a fitted head, else {DEFAULT_MAX_WINDOWS} packed windows, ~380 tokens of "
+                             "distinct lines: a whole typical song; longer ones are read at their start, "
+                             "middle and end)")
     parser.add_argument("--windows", dest="window_packing", choices=("packed", "lines"),
                         help="packed: whole lines packed into windows of --max-tokens; lines: each line "
-                             "its own window (default: lines for use-m3, packed for minilm)")
+                             "its own window (default: lines for use-m3 under a fitted head (labels with "
+                             "examples, train), else packed)")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
                         help="int8 (default: dynamic quantisation) or fp32")
     parser.add_argument("--fusion", choices=("runtime", "offline"), default="runtime",
