@@ -1,7 +1,7 @@
 """The classifier runtime: what the Classify Lambda and the local runner run.
 
-Imports onnxruntime, tokenizers and numpy only (never torch or transformers), so it fits
-in a small Lambda asset and loads in a fraction of a second.
+Imports onnxruntime, tokenizers, numpy and py3langid only (never torch or transformers), so
+it fits in a small Lambda asset and loads in about a second.
 
 A model directory holds three files (see design.md, "Model directory"):
 
@@ -18,8 +18,9 @@ pooled sentence embedding) that equals applying the head to the mean window embe
 
 Long lyrics are not truncated: they are cut into token windows of at most ``max_tokens``
 tokens (special tokens included). Windows follow the lyric's lines: whole lines are packed
-into a window until the next one would not fit, so no line is cut in two and no token is
-encoded twice. Only a single line longer than a window is cut, into windows that share
+into a window until the next one would not fit (``window_packing`` "packed"), or each line
+is a window of its own ("lines", for a sentence encoder), so no line is cut in two and no
+token is encoded twice. Only a single line longer than a window is cut, into windows that share
 ``window_stride`` tokens (Hugging Face's ``stride``). At most ``max_windows`` windows per
 lyric are run, spread evenly over the lyric, and an over-long text is sampled to a bounded
 number of characters *before* tokenisation, so a 1 MB lyric costs about as much as a long
