@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("torch")  # the build extra
 
-from lyrics_classifier.cli import UserError  # noqa: E402
+from lyrics_classifier.errors import UserError  # noqa: E402
 from lyrics_classifier.modelbuild.build import Options, build_model, load_labels, train  # noqa: E402
 from lyrics_classifier.runtime import Classifier  # noqa: E402
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from lyrics_classifier.contract import MIN_RANGE_BYTES
-from lyrics_classifier.csvfile import InputError, iter_records
+from lyrics_classifier.csvfile import iter_records
+from lyrics_classifier.errors import InputError
 from lyrics_classifier.runtime import Classifier
 from lyrics_classifier.workflow import (
     IncompleteRunError,

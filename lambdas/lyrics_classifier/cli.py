@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import UserError
+
 # subcommand area -> module that defines `register(subparsers)`
 _AREAS = (
     "lyrics_classifier.modelbuild.commands",  # build-model, train
@@ -14,10 +16,6 @@ _AREAS = (
     "lyrics_classifier.local",  # run
     "lyrics_classifier.deployed",  # submit, status
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Sequence
 
+from .errors import InputError
+
 # Lyrics are long, and one field may legitimately hold a whole song; an unbalanced quote
 # is caught by the end-of-data check, not by this limit.
 MAX_FIELD_BYTES = 16 * 1024 * 1024
@@ -21,10 +23,6 @@ csv.field_size_limit(MAX_FIELD_BYTES)
 
 TEXT_COLUMN_CANDIDATES = ("lyrics", "lyric", "text")
 SNIFF_BYTES = 64 * 1024
-
-
-class InputError(ValueError):
-    """The input file cannot be classified as it is; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .cli import UserError
+from .errors import UserError
 
 DEFAULT_STACK = os.environ.get("LYRICS_CLASSIFIER_STACK", "LyricsClassifier")
 # Clock skew allowance between this machine and AWS when filtering executions by start time.

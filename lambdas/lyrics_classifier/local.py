@@ -506,7 +506,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from .cli import UserError
+    from .errors import UserError
 
     if not args.verbose:
         # The handlers' Powertools loggers read their level when first imported, below.

@@ -28,7 +28,7 @@ def as_json(prediction, labels: tuple[str, ...]) -> dict:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from .cli import UserError
+    from .errors import UserError
     from .runtime import Classifier, ModelError, default_model_dir
 
     texts = list(args.texts)

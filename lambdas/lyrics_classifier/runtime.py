@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ModelError
 from .language import detect as detect_language
 from .language import load as load_language_model
 
@@ -64,10 +65,6 @@ __all__ = [
     "default_model_dir",
     "threads_for_environment",
 ]
-
-
-class ModelError(ValueError):
-    """The model directory is missing, incomplete or unreadable."""
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ import math
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, Iterator
 from urllib.parse import unquote_plus
 
@@ -59,6 +59,7 @@ from .csvfile import (
     format_row,
     iter_records,
 )
+from .errors import IncompleteRunError
 from .index import RangeIndexer, header_end, line_break
 
 READ_BLOCK_BYTES = 8 * MIB  # one ranged GET of Split's pass
@@ -67,10 +68,6 @@ S3_MIN_PART_BYTES = 5 * MIB
 HEADER_LIMIT_BYTES = 16 * MIB
 UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
-
-
-class IncompleteRunError(RuntimeError):
-    """Some range was not classified (or not as Split described it); nothing final is written."""
 
 
 # ----------------------------------------------------------------------------- keys

