@@ -45,9 +45,9 @@ _MANYLINUX = ("manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux20
 _MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}
 _DOCKER_PLATFORM = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
 # Never shipped: the offline model builder (torch, transformers) and build debris.
-_PACKAGE_IGNORE = shutil.ignore_patterns("modelbuild", "__pycache__", "*.pyc", "*.egg-info", ".*")
+_PACKAGE_IGNORE = shutil.ignore_patterns("modelbuild", "statemachine", "__pycache__", "*.pyc", "*.egg-info", ".*")
 _MODEL_IGNORE = shutil.ignore_patterns("__pycache__", ".*")
-_BUNDLE_VERSION = "2"  # bump to invalidate every asset hash after a change to this file
+_BUNDLE_VERSION = "3"  # bump to invalidate every asset hash after a change to this file
 # Never imported by the classifier or the workflow: test suites and onnxruntime's offline
 # tooling (quantiser, transformer optimiser, model tools). ~12 MB of the classify asset, which
 # with the multilingual model sits close to the 200 MB we allow it.
@@ -78,7 +78,7 @@ class AssetSpec:
         """Changes whenever anything that lands in the asset changes."""
         digest = hashlib.sha256()
         digest.update(f"{self.name}|{self.deps_key()}|".encode())
-        _hash_tree(digest, PACKAGE_DIR, skip={"modelbuild", "__pycache__"})
+        _hash_tree(digest, PACKAGE_DIR, skip={"modelbuild", "statemachine", "__pycache__"})
         if self.model_dir is not None:
             digest.update(b"|model|")
             _hash_tree(digest, self.model_dir, skip={"__pycache__"})
@@ -205,7 +205,7 @@ def _docker_command(spec: AssetSpec) -> list[str]:
         "rm -rf /asset-output/bin " + " ".join(f"/asset-output/{p}" for p in PRUNED),
         *(f"find /asset-output -mindepth 2 -type d -name {n} -prune -exec rm -rf {{}} +" for n in PRUNED_DIR_NAMES),
         "cp -r /asset-input/lyrics_classifier /asset-output/lyrics_classifier",
-        "rm -rf /asset-output/lyrics_classifier/modelbuild",
+        "rm -rf /asset-output/lyrics_classifier/modelbuild /asset-output/lyrics_classifier/statemachine",
         "find /asset-output/lyrics_classifier -name __pycache__ -prune -exec rm -rf {} +",
     ]
     if spec.model_dir is not None:

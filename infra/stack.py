@@ -46,7 +46,7 @@ from lyrics_classifier.contract import (
     WORK_PREFIX,
 )
 
-ASL_FILE = REPO / "statemachine" / "workflow.asl.json"
+ASL_FILE = REPO / "lambdas" / "lyrics_classifier" / "statemachine" / "workflow.asl.json"  # package data: `run` executes it too
 # Output keys: `lyrics-classifier submit/status` finds the stack's resources by these.
 OUTPUT_KEYS = (
     "InputBucketName",

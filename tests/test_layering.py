@@ -32,3 +32,19 @@ def test_the_runtime_imports_neither_aws_nor_model_building() -> None:
     loaded = imported_after("lyrics_classifier.runtime")
     for unwanted in ("boto3", "moto", "torch", "transformers", "onnx", "lyrics_classifier.modelbuild"):
         assert unwanted not in loaded, unwanted
+
+
+def test_the_wheel_carries_the_workflow_and_the_label_data(tmp_path) -> None:
+    """A non-editable install runs the workflow: the ASL file and the default labels (with the
+    few-shot examples) are package data."""
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "-w", str(tmp_path), str(repo)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("lyrics_classifier-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("statemachine/workflow.asl.json", "data/labels.json", "data/labels-english.json",
+                 "data/genre_examples.csv"):
+        assert f"lyrics_classifier/{name}" in names, name

@@ -40,7 +40,7 @@ from .contract import (
     MIN_RANGE_BYTES,
 )
 
-ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "workflow.asl.json"
+ASL_PATH = Path(__file__).resolve().parent / "statemachine" / "workflow.asl.json"  # package data
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 INPUT_BUCKET = "lyrics-input"
@@ -469,7 +469,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classify a CSV locally through the same Step Functions workflow (no AWS account)",
         description=(
             "Classify a CSV of lyrics on this machine by running the deployed workflow's state "
-            "machine (statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
+            "machine (lyrics_classifier/statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
             "S3 in memory and the real Lambda handlers called in-process. Writes "
             "<name>.classified.csv (every input row once, in order, original columns unchanged, "
             "plus label, score, prob_<label>..., language, error and warning) and <name>.summary.json beside the "
