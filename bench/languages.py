@@ -118,7 +118,7 @@ def choose_head(model: Path, labels_file: Path, rows: list[dict[str, str]]) -> N
     print(f"5-fold cross-validation on the {len(tuning)} tuning snippets (+ {len(owner)} descriptions "
           f"in every training fold), encoder of {model}:")
     print(f"{'C':>6s} " + " ".join(f"{'desc w ' + str(w):>10s}" for w in (0.0, 0.5, 1.0, 2.0)))
-    for regularization in (1.0, 3.0, 10.0, 30.0):
+    for regularization in (1.0, 3.0, 10.0, 30.0, 100.0):
         cells = []
         for weight in (0.0, 0.5, 1.0, 2.0):
             right = 0
