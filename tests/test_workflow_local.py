@@ -207,6 +207,17 @@ def test_cli_run_help_explains_the_options(tmp_path):
     done = _cli("run", "--help", cwd=tmp_path)
     for option in ("--output", "--text-column", "--range-mb", "--concurrency", "--model"):
         assert option in done.stdout
+    text = " ".join(done.stdout.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert ") (default:" not in text  # each default said once
+    assert "example: lyrics-classifier run " in text and "language" in text
+
+
+def test_cli_version(tmp_path):
+    from importlib.metadata import version
+
+    done = _cli("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"lyrics-classifier {version('lyrics-classifier')}"
 
 
 def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch):

@@ -475,12 +475,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "plus label, score, prob_<label>..., language, error and warning) and <name>.summary.json beside the "
             "input. On failure, writes <name>.error.json instead and exits with status 1."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv",
     )
     parser.add_argument("input", type=Path, help="CSV file with a header row and a lyrics column")
-    parser.add_argument("-o", "--output", type=Path, help="classified CSV to write (default: beside the input)")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="classified CSV to write (default: beside the input)")
     parser.add_argument(
-        "--text-column",
+        "--text-column", metavar="NAME",
         help="column holding the lyrics (default: the first of lyrics, lyric, text; any case)",
     )
     parser.add_argument(
@@ -489,16 +490,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_RANGE_BYTES / MIB,
         metavar="MB",
         help=f"bytes of input per range, in MiB (at least {MIN_RANGE_BYTES // MIB}: each range becomes one "
-        "part of the result's S3 multipart upload); a smaller file is one range",
+        f"part of the result's S3 multipart upload); a smaller file is one range (default: "
+        f"{DEFAULT_RANGE_BYTES // MIB})",
     )
     parser.add_argument(
         "--concurrency",
         type=int,
         default=cpu_count(),
-        help="ranges classified in parallel (the Map's MaxConcurrency); the cores are shared between them",
+        metavar="N",
+        help="ranges classified in parallel (the Map's MaxConcurrency); the cores are shared between "
+        "them (default: the number of CPUs, here %(default)s)",
     )
     parser.add_argument(
-        "--model", type=Path, help="model directory (default: $LYRICS_CLASSIFIER_MODEL or ./models/default)"
+        "--model", type=Path, metavar="DIR",
+        help="model directory (default: $LYRICS_CLASSIFIER_MODEL or ./models/default)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the final summary")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' JSON logs")
