@@ -81,7 +81,16 @@ def records(data: bytes, encoding="utf-8"):
 
 
 def columns(classifier) -> list[str]:
-    return ["label", "score", *[f"prob_{l}" for l in classifier.labels], "language", "error", "warning"]
+    assert classifier.labels == ("rock", "pop", "hip hop", "country", "latin")
+    probabilities = ["prob_rock", "prob_pop", "prob_hip_hop", "prob_country", "prob_latin"]  # SQL-safe names
+    return ["label", "score", *probabilities, "language", "error", "warning"]
+
+
+def test_probability_columns_are_safe_names_without_clashes():
+    from lyrics_classifier.workflow import probability_columns
+
+    assert probability_columns(["Hip Hop", "hip-hop", "R&B", "¿?", "k-pop", "Música"]) == [
+        "prob_hip_hop", "prob_hip_hop_2", "prob_r_b", "prob_label", "prob_k_pop", "prob_musica"]
 
 
 def test_output_appends_columns_to_each_original_record(s3, classifier):
@@ -102,7 +111,7 @@ def test_output_appends_columns_to_each_original_record(s3, classifier):
     classified, rejected = (dict(zip(rows[0].fields, row.fields, strict=True)) for row in rows[1:3])
     assert classified["label"] in labels and classified["error"] == classified["warning"] == ""
     assert classified["language"] == "en"
-    probabilities = [float(classified[f"prob_{label}"]) for label in labels]
+    probabilities = [float(classified[name]) for name in columns(classifier)[2:-3]]
     assert abs(sum(probabilities) - 1) < 0.01 and float(classified["score"]) == max(probabilities)
     added = columns(classifier)
     assert [rejected[name] for name in added if name != "error"] == [""] * (len(added) - 1)

@@ -31,7 +31,9 @@ import io
 import itertools
 import json
 import math
+import re
 import time
+import unicodedata
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
@@ -453,6 +455,24 @@ def format_probability(p: float) -> str:
     return f"{p:.4f}"
 
 
+_NOT_A_NAME = re.compile(r"[^0-9a-z_]+")
+
+
+def probability_columns(labels: Sequence[str]) -> list[str]:
+    """`prob_<label>` per label, safe as a SQL or Parquet column name: accents dropped, lower
+    case, every run of other characters one underscore ("hip hop" -> prob_hip_hop, "Música"
+    -> prob_musica); a clash gets a number."""
+    names: list[str] = []
+    for label in labels:
+        ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
+        base = "prob_" + (_NOT_A_NAME.sub("_", ascii_label.lower()).strip("_") or "label")
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
+
+
 def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str | None = None) -> list[tuple[str, str]]:
     """(name, value) of every column appended to a row, in order: the header's names and a
     row's values come from this one place. Without a prediction, the values are empty."""
@@ -461,7 +481,8 @@ def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str
     return [
         ("label", prediction.label if ok else ""),
         ("score", format_probability(prediction.score) if ok else ""),
-        *((f"prob_{label}", format_probability(p) if ok else "") for label, p in zip(labels, probabilities, strict=True)),
+        *((name, format_probability(p) if ok else "")
+          for name, p in zip(probability_columns(labels), probabilities, strict=True)),
         ("language", prediction.language if ok else ""),
         ("error", (prediction.error or "") if prediction is not None else ""),
         ("warning", warning or ""),
