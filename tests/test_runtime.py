@@ -250,3 +250,18 @@ def test_loads_a_hugging_face_sequence_classification_export(tmp_path: Path) -> 
     # long input: windows of 64 tokens, pooled
     (long,) = classifier.classify([" ".join(words * 20)])
     assert long.error is None and long.windows > 1
+
+
+def test_a_lyrics_scores_do_not_depend_on_the_rows_around_it(classifier: Classifier) -> None:
+    """int8 dynamic quantisation scales activations per batch; the default model batches a
+    lyric's lines only with each other, so a row gets the same scores in any file."""
+    import csv
+
+    with open(Path(__file__).resolve().parents[1] / "samples" / "multilingual.csv", newline="",
+              encoding="utf-8") as handle:
+        texts = [row["lyrics"] for row in csv.DictReader(handle)][:60]
+    together = classifier.classify(texts)
+    alone = [classifier.classify([text])[0] for text in texts]
+    reversed_order = classifier.classify(texts[::-1])[::-1]
+    for a, b, c in zip(together, alone, reversed_order, strict=True):
+        assert a.probabilities == b.probabilities == c.probabilities

@@ -297,9 +297,15 @@ class _Engine:
         windows, errors = self.windows(texts)
         flat = [enc for per_text in windows for enc in per_text]
         counts = [len(per_text) for per_text in windows]
-        values = self.run(flat, output)
         if not flat:
             return None, errors, counts
+        if self.per_line:
+            # int8 dynamic quantisation scales activations per batch: batching a lyric's lines
+            # only with each other makes its scores independent of the rows around it (a
+            # lyric has up to max_windows lines, enough to fill a batch).
+            values = np.concatenate([self.run(per_text, output) for per_text in windows if per_text])
+        else:
+            values = self.run(flat, output)
         pooled = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
         start = 0
         for i, n in enumerate(counts):
