@@ -74,3 +74,31 @@ def test_predict_command_line(default_model_dir: Path) -> None:
     assert json.loads(result.stdout)["label"] == "latin"
     check = "import sys; from lyrics_classifier.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def _predict(model: Path, *args: str, stdin: bytes) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lyrics_classifier", "predict", "--model", str(model), *args],
+                          input=stdin, capture_output=True)
+
+
+def test_predict_reads_many_lyrics_from_stdin(default_model_dir: Path) -> None:
+    lines = _predict(default_model_dir, "--lines", "--json", stdin=f"{LATIN}\n\n{HIPHOP}\n".encode())
+    assert lines.returncode == 0
+    assert [json.loads(x)["label"] for x in lines.stdout.decode().splitlines()] == ["latin", "hip hop"]
+    jsonl = json.dumps({"id": 1, "lyrics": LATIN}) + "\n" + json.dumps(HIPHOP) + "\n"
+    done = _predict(default_model_dir, "--jsonl", "--json", stdin=jsonl.encode())
+    assert done.returncode == 0
+    assert [json.loads(x)["label"] for x in done.stdout.decode().splitlines()] == ["latin", "hip hop"]
+
+
+def test_predict_bad_stdin_is_a_one_line_error(default_model_dir: Path) -> None:
+    for args, stdin, message in (
+        (("-",), b"caf\xe9 con leche", "error: stdin is not UTF-8 text (byte 3"),
+        (("--jsonl",), b'{"lyrics": "ok"}\n{not json\n', "error: stdin line 2: not JSON"),
+        (("--jsonl",), b'{"title": "no lyrics"}\n', 'error: stdin line 1: expected a string or an object'),
+        (("--lines", "extra text"), b"", "error: --lines reads the lyrics from stdin"),
+    ):
+        done = _predict(default_model_dir, *args, stdin=stdin)
+        err = done.stderr.decode()
+        assert done.returncode == 2 and err.startswith(message), (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
-"""`lyrics-classifier predict [--model DIR] [--json] TEXT...` (`-` reads one lyric from stdin)."""
+"""`lyrics-classifier predict [--model DIR] [--json] TEXT...` (`-` reads one lyric from stdin;
+`--lines` / `--jsonl` read many from stdin)."""
 
 from __future__ import annotations
 
@@ -27,15 +28,56 @@ def as_json(prediction, labels: tuple[str, ...]) -> dict:
     }
 
 
+def _read_stdin() -> str:
+    from .errors import UserError
+
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a text stream (tests, embedding programs): already decoded
+        return sys.stdin.read()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"stdin is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
+
+
+def _json_lines(data: str) -> list[str]:
+    """One JSON object per line, its lyric under "lyrics", "lyric" or "text" (or a bare string)."""
+    from .errors import UserError
+
+    texts = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise UserError(f"stdin line {number}: not JSON ({exc.msg})") from exc
+        if isinstance(value, dict):
+            value = next((value[k] for k in ("lyrics", "lyric", "text") if k in value), None)
+        if not isinstance(value, str):
+            raise UserError(f'stdin line {number}: expected a string or an object with "lyrics" or "text"')
+        texts.append(value)
+    return texts
+
+
 def predict_command(args: argparse.Namespace) -> int:
     from .errors import UserError
     from .runtime import Classifier, ModelError, default_model_dir
 
     texts = list(args.texts)
+    if args.stdin_format and texts:
+        raise UserError(f"--{args.stdin_format} reads the lyrics from stdin: give no TEXT arguments")
+    if not args.stdin_format and not texts:
+        raise UserError("give one or more lyrics, `-` to read one from stdin, or --lines / --jsonl")
     if texts.count("-") > 1:
         raise UserError("`-` (read the lyric from stdin) can be given once")
     if "-" in texts:
-        texts[texts.index("-")] = sys.stdin.read()
+        texts[texts.index("-")] = _read_stdin()
+    if args.stdin_format == "lines":
+        texts = [line for line in _read_stdin().splitlines() if line.strip()]
+    elif args.stdin_format == "jsonl":
+        texts = _json_lines(_read_stdin())
     model_dir = Path(args.model) if args.model else default_model_dir()
     try:
         classifier = Classifier.load(model_dir)
@@ -61,8 +103,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classify lyrics given on the command line (or `-` for stdin)",
         description="Print, per text, the predicted label, its probability, every label's "
                     "probability and the text's language (ISO 639-1 code).",
+        epilog="examples: lyrics-classifier predict \"Baila conmigo, mi amor\"; "
+               "cut -d, -f2 songs.txt | lyrics-classifier predict --lines --json",
     )
-    parser.add_argument("texts", nargs="+", metavar="TEXT", help="lyrics to classify; `-` reads one from stdin")
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="lyrics to classify; `-` reads one from stdin")
+    stdin = parser.add_mutually_exclusive_group()
+    stdin.add_argument("--lines", dest="stdin_format", action="store_const", const="lines",
+                       help="read lyrics from stdin, one per line (blank lines skipped)")
+    stdin.add_argument("--jsonl", dest="stdin_format", action="store_const", const="jsonl",
+                       help='read lyrics from stdin as JSON Lines: a string, or an object with "lyrics" '
+                            '(or "lyric", "text") per line')
     parser.add_argument("--model", metavar="DIR",
                         help="model directory (default: $LYRICS_CLASSIFIER_MODEL, else models/default)")
     parser.add_argument("--json", action="store_true",
