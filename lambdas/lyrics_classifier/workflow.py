@@ -26,6 +26,7 @@ Results: results/<input name>.classified.csv and .summary.json; failures: failed
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import io
 import itertools
@@ -462,6 +463,11 @@ def probability_columns(labels: Sequence[str]) -> list[str]:
     """`prob_<label>` per label, safe as a SQL or Parquet column name: accents dropped, lower
     case, every run of other characters one underscore ("hip hop" -> prob_hip_hop, "Música"
     -> prob_musica); a clash gets a number."""
+    return list(_probability_names(tuple(labels)))
+
+
+@functools.lru_cache(maxsize=8)  # appended_columns asks for every row: derive the names once
+def _probability_names(labels: tuple[str, ...]) -> tuple[str, ...]:
     names: list[str] = []
     for label in labels:
         ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
@@ -470,7 +476,7 @@ def probability_columns(labels: Sequence[str]) -> list[str]:
         while name in names:
             name, n = f"{base}_{n}", n + 1
         names.append(name)
-    return names
+    return tuple(names)
 
 
 def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str | None = None) -> list[tuple[str, str]]:
@@ -482,7 +488,7 @@ def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str
         ("label", prediction.label if ok else ""),
         ("score", format_probability(prediction.score) if ok else ""),
         *((name, format_probability(p) if ok else "")
-          for name, p in zip(probability_columns(labels), probabilities, strict=True)),
+          for name, p in zip(_probability_names(tuple(labels)), probabilities, strict=True)),
         ("language", prediction.language if ok else ""),
         ("error", (prediction.error or "") if prediction is not None else ""),
         ("warning", warning or ""),
