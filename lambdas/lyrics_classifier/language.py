@@ -25,6 +25,8 @@ _identifier: Any = None
 
 def load() -> Any:
     global _identifier
+    if _identifier is not None:  # detect() calls this per row: no lock once loaded
+        return _identifier
     with _lock:
         if _identifier is None:
             from py3langid.langid import MODEL_FILE, LanguageIdentifier

@@ -253,12 +253,6 @@ def build_graph(weights_npz: Path, opset: int = 17):
     return model
 
 
-def describe() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {"name": NAME, "package": f"{PACKAGE}=={version(PACKAGE)}"}
-
-
 def sources_sha256() -> dict[str, str]:
     from .encoder import sha256_file
 
