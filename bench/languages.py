@@ -98,9 +98,9 @@ def choose_head(model: Path, labels_file: Path, rows: list[dict[str, str]]) -> N
     import json
 
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
+    from lyrics_classifier.modelbuild.build import fit_logistic
     from lyrics_classifier.runtime import Classifier
 
     classifier = Classifier.load(model)
@@ -126,8 +126,9 @@ def choose_head(model: Path, labels_file: Path, rows: list[dict[str, str]]) -> N
                 x = np.vstack([features[train], descriptions])
                 target = np.concatenate([y[train], owner])
                 w = np.concatenate([np.ones(len(train)), np.full(len(owner), weight)])
-                fitted = LogisticRegression(C=regularization, max_iter=5000).fit(x, target, sample_weight=w)
-                right += int((fitted.predict(features[test]) == y[test]).sum())
+                # exactly the fit build-model makes for a labels file with examples
+                coef, bias = fit_logistic(x, target, len(labels), regularization, w)
+                right += int(((features[test] @ coef.T + bias).argmax(axis=1) == y[test]).sum())
             cells.append(f"{right / len(tuning):10.1%}")
         print(f"{regularization:6.1f} " + " ".join(cells))
 

@@ -303,12 +303,20 @@ def _embed(engine, texts: list[str], what: str, unit: bool = True):
     return np.round(vectors, 5).astype(np.float32)
 
 
-def _fit_logistic(features, y, classes: int, regularization: float, weights=None):
-    """(weight [classes, hidden], bias [classes]) of a multinomial logistic regression."""
-    import numpy as np
+def logistic_regression(regularization: float):
+    """The one classifier every fitted head uses (train, few-shot labels, and the
+    cross-validation that chose the default's settings)."""
     from sklearn.linear_model import LogisticRegression
 
-    fitted = LogisticRegression(C=regularization, max_iter=5000).fit(features, y, sample_weight=weights)
+    return LogisticRegression(C=regularization, max_iter=5000)
+
+
+def fit_logistic(features, y, classes: int, regularization: float, weights=None):
+    """(weight [classes, hidden], bias [classes]) of a multinomial logistic regression:
+    logits = features @ weight.T + bias."""
+    import numpy as np
+
+    fitted = logistic_regression(regularization).fit(features, y, sample_weight=weights)
     weight, bias = fitted.coef_, fitted.intercept_
     if classes == 2:  # scikit-learn keeps one row for a binary problem
         weight = np.vstack([-weight[0] / 2, weight[0] / 2])
@@ -368,7 +376,7 @@ def build_model(
         features = np.vstack([_embed(engine, examples["texts"], "an example lyric", unit=False), vectors])
         y = np.array([labels.index(label) for label in examples["labels"]] + owner)
         weights = np.array([1.0] * len(examples["texts"]) + [examples["description_weight"]] * len(texts))
-        weight, bias = _fit_logistic(features, y, len(labels), examples["C"], weights)
+        weight, bias = fit_logistic(features, y, len(labels), examples["C"], weights)
         model = append_linear_head(graph, weight, bias)
         kind = "few-shot"
         head = {
@@ -496,7 +504,6 @@ def train(
         config = json.loads((out / "config.json").read_text())
         log(f"{out}: up to date (cross-validated accuracy {config['head']['cv_accuracy']:.3f})")
         return config["head"]
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     embedder = _embedder(source, cache, options, log)
@@ -505,14 +512,11 @@ def train(
     assert not any(errors)
     y = np.array([classes.index(label) for label in labels])
 
-    def model() -> LogisticRegression:
-        return LogisticRegression(C=regularization, max_iter=5000)
-
     k = max(2, min(folds, smallest))
-    scores = cross_val_score(model(), features, y, cv=StratifiedKFold(k, shuffle=True, random_state=0))
+    scores = cross_val_score(logistic_regression(regularization), features, y, cv=StratifiedKFold(k, shuffle=True, random_state=0))
     log(f"cross-validated accuracy ({k} folds): {scores.mean():.3f} ± {scores.std():.3f} "
         f"({', '.join(f'{s:.2f}' for s in scores)})")
-    weight, bias = _fit_logistic(features, y, len(classes), regularization)
+    weight, bias = fit_logistic(features, y, len(classes), regularization)
     graph = append_linear_head(onnx.load(str(embedder)), weight, bias)
     head = {
         "type": "logistic regression on the sentence embedding (scikit-learn), softmax",
