@@ -42,10 +42,13 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
+from .labelset import LabelSet, LabelSetError, ZeroShotHead
+from .labelset import parse as parse_label_set
 from .language import detect as detect_language
 from .language import load as load_language_model
 
 MODEL_ENV = "LYRICS_CLASSIFIER_MODEL"
+EMBEDDING = "sentence_embedding"  # the pooled, unit-length embedding every built graph outputs
 LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one vCPU's worth of CPU per 1,769 MB
 
 DEFAULT_MAX_TOKENS = 128
@@ -68,6 +71,32 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Windows:
+    """How a lyric is cut into token windows (see the module docstring)."""
+
+    max_tokens: int
+    stride: int
+    max_windows: int
+    per_line: bool  # "lines": each line its own window; else whole lines packed ("packed")
+    dedupe: bool  # repeated lines encoded once
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> Windows:
+        settings = {**config, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(
+            max_tokens=int(settings["max_tokens"]),
+            stride=int(settings["window_stride"]),
+            max_windows=int(settings["max_windows"]),
+            per_line=settings.get("window_packing", "packed") == "lines",
+            dedupe=bool(settings.get("dedupe_lines", False)),
+        )
+
+    @property
+    def char_budget(self) -> int:
+        return self.max_windows * self.max_tokens * CHARS_PER_TOKEN_BUDGET
+
+
+@dataclass(frozen=True)
 class Prediction:
     label: str | None  # None when the row is rejected
     score: float | None  # probability of `label`
@@ -75,6 +104,7 @@ class Prediction:
     error: str | None  # per-row rejection reason; None when classified
     windows: int = 0  # token windows used
     language: str = ""  # ISO 639-1 code (language.py); "" when rejected or without letters
+    labels_above: tuple[str, ...] | None = None  # multi-label: labels scoring >= the threshold, best first
 
 
 def default_model_dir() -> Path:
@@ -191,20 +221,15 @@ class _Engine:
             self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:
             raise ModelError(f"{tokenizer_path}: cannot load it: {exc}") from exc
-        self.max_tokens = int(config["max_tokens"])
-        self.stride = int(config["window_stride"])
-        self.max_windows = int(config["max_windows"])
-        self.dedupe = bool(config.get("dedupe_lines", False))
         # "packed": whole lines packed into windows of up to max_tokens (a transformer reads
         # the lines in context); "lines": each line its own window (a sentence encoder such as
-        # USE-m3 reads a line as the sentence it was trained on).
-        self.per_line = config.get("window_packing", "packed") == "lines"
-        self.char_budget = self.max_windows * self.max_tokens * CHARS_PER_TOKEN_BUDGET
+        # USE-m3 reads a line as the sentence it was trained on). Callers may ask for others.
+        self.default_windows = Windows.from_config(config)
         # Lines are encoded whole, without special tokens; `pack` cuts the windows itself and
         # the post-processor adds [CLS]/[SEP] to each.
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.window_budget = self.max_tokens - self.tokenizer.num_special_tokens_to_add(False)
+        self.special_tokens = self.tokenizer.num_special_tokens_to_add(False)
         pad_id = config.get("pad_token_id")
         if pad_id is None:
             for token in ("[PAD]", "<pad>", "<PAD>"):
@@ -213,19 +238,21 @@ class _Engine:
                     break
         self.pad_id = int(pad_id or 0)
 
-    def prepare(self, text: Any) -> str | None | tuple[str]:
+    @staticmethod
+    def prepare(text: Any, windows: Windows) -> str | None | tuple[str]:
         """The text to tokenise, or a 1-tuple with the rejection reason."""
         if not isinstance(text, str):
             return ("lyrics missing",) if text is None else ("lyrics are not text",)
         if not text.strip():
             return ("empty lyrics",)
-        if self.dedupe:  # before sampling, so that the sample is of distinct lines
+        if windows.dedupe:  # before sampling, so that the sample is of distinct lines
             text = dedupe_lines(text)
-        return sample_text(text, self.char_budget, self.max_windows)
+        return sample_text(text, windows.char_budget, windows.max_windows)
 
-    def windows(self, texts: Sequence[Any]) -> tuple[list[list[Any]], list[str | None]]:
+    def windows(self, texts: Sequence[Any], windows: Windows | None = None) -> tuple[list[list[Any]], list[str | None]]:
         """Per text, its windows as Encoding objects (or an error)."""
-        prepared = [self.prepare(t) for t in texts]
+        windows = windows or self.default_windows
+        prepared = [self.prepare(t, windows) for t in texts]
         errors: list[str | None] = [p[0] if isinstance(p, tuple) else None for p in prepared]
         todo = [i for i, p in enumerate(prepared) if isinstance(p, str)]
         result: list[list[Any]] = [[] for _ in texts]
@@ -239,29 +266,30 @@ class _Engine:
             if not line_encodings:
                 errors[i] = "lyrics contain no recognisable tokens"
                 continue
-            parts = self.pack(line_encodings)
-            result[i] = [parts[k] for k in _pick_windows(len(parts), self.max_windows)]
+            parts = self.pack(line_encodings, windows)
+            result[i] = [parts[k] for k in _pick_windows(len(parts), windows.max_windows)]
         return result, errors
 
-    def pack(self, lines: list[Any]) -> list[Any]:
+    def pack(self, lines: list[Any], windows: Windows) -> list[Any]:
         """Windows from consecutive line encodings: whole lines while they fit."""
         from tokenizers import Encoding
 
+        budget = windows.max_tokens - self.special_tokens
         groups: list[list[Any]] = []
-        used = self.window_budget
+        used = budget
         for line in lines:
-            if self.per_line or used + len(line.ids) > self.window_budget:
+            if windows.per_line or used + len(line.ids) > budget:
                 groups.append([])
                 used = 0
             groups[-1].append(line)
             used += len(line.ids)
-        windows = []
+        packed = []
         for group in groups:
             merged = group[0] if len(group) == 1 else Encoding.merge(group, growing_offsets=True)
-            if len(merged.ids) > self.window_budget:  # a single line longer than a window
-                merged.truncate(self.window_budget, stride=self.stride)
-            windows.extend(self.tokenizer.post_process(part) for part in [merged, *merged.overflowing])
-        return windows
+            if len(merged.ids) > budget:  # a single line longer than a window
+                merged.truncate(budget, stride=windows.stride)
+            packed.extend(self.tokenizer.post_process(part) for part in [merged, *merged.overflowing])
+        return packed
 
     def run(self, encodings: list[Any], output: str) -> np.ndarray:
         """`output` for every window, in the order given (batched by length inside)."""
@@ -292,14 +320,16 @@ class _Engine:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack(results).astype(np.float32, copy=False)
 
-    def pooled(self, texts: Sequence[Any], output: str) -> tuple[np.ndarray | None, list[str | None], list[int]]:
+    def pooled(self, texts: Sequence[Any], output: str, settings: Windows | None = None
+               ) -> tuple[np.ndarray | None, list[str | None], list[int]]:
         """Mean over each text's windows of `output`; rows of rejected texts are zeros."""
-        windows, errors = self.windows(texts)
+        settings = settings or self.default_windows
+        windows, errors = self.windows(texts, settings)
         flat = [enc for per_text in windows for enc in per_text]
         counts = [len(per_text) for per_text in windows]
         if not flat:
             return None, errors, counts
-        if self.per_line:
+        if settings.per_line:
             # int8 dynamic quantisation scales activations per batch: batching a lyric's lines
             # only with each other makes its scores independent of the rows around it (a
             # lyric has up to max_windows lines, enough to fill a batch).
@@ -358,15 +388,25 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
 
 
 class Classifier:
-    """A loaded model directory. Thread-safe for concurrent `classify` calls."""
+    """A loaded model directory, with the model's own head or a label set chosen at run time
+    (`with_labels`). Thread-safe for concurrent `classify` calls."""
 
-    def __init__(self, model_dir: Path, config: dict[str, Any], engine: _Engine) -> None:
+    def __init__(self, model_dir: Path, config: dict[str, Any], engine: _Engine,
+                 label_set: LabelSet | None = None, head: ZeroShotHead | None = None) -> None:
         self.model_dir = model_dir
         self.config = config
         self._engine = engine
-        id2label = config["id2label"]
-        self.labels: tuple[str, ...] = tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i])
-                                             for i in range(len(id2label)))
+        self.label_set = label_set
+        self._head = head
+        if label_set is not None:
+            self.labels: tuple[str, ...] = label_set.labels
+            self.windows = zero_shot_windows(config)
+        else:
+            id2label = config["id2label"]
+            self.labels = tuple(str(id2label[str(i)] if str(i) in id2label else id2label[i])
+                                for i in range(len(id2label)))
+            self.windows = engine.default_windows
+        self.multi_label = bool(label_set and label_set.multi_label)
         self.logits_output = "logits" if "logits" in engine.outputs else engine.outputs[0]
         source = config.get("source")
         self.identity: dict[str, Any] = {
@@ -374,36 +414,94 @@ class Classifier:
             "labels": list(self.labels),
             "sha256": engine.sha256,
             "source": source.get("name") if isinstance(source, dict) else source,
-            "kind": config.get("kind", "sequence-classification"),
-            "max_tokens": engine.max_tokens,
-            "window_stride": engine.stride,
-            "max_windows": engine.max_windows,
+            "kind": "zero-shot (labels at run time)" if label_set else config.get("kind", "sequence-classification"),
+            "max_tokens": self.windows.max_tokens,
+            "window_stride": self.windows.stride,
+            "max_windows": self.windows.max_windows,
+            "label_set": label_set.identity() if label_set else None,
         }
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None,
-             dedupe_lines: bool | None = None) -> Classifier:
-        """`dedupe_lines` overrides the model's setting (repeated lines encoded once)."""
+             dedupe_lines: bool | None = None, labels: LabelSet | None = None) -> Classifier:
+        """`dedupe_lines` overrides the model's setting (repeated lines encoded once);
+        `labels` replaces the model's labels (see `with_labels`)."""
         model_dir = Path(model_dir)
         config = _read_config(model_dir)
         if dedupe_lines is not None:
             config["dedupe_lines"] = dedupe_lines
         engine = _Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
         load_language_model()
-        return cls(model_dir, config, engine)
+        classifier = cls(model_dir, config, engine)
+        return classifier.with_labels(labels) if labels is not None else classifier
+
+    def with_labels(self, label_set: LabelSet) -> Classifier:
+        """This model scoring `label_set` zero-shot: its descriptions embedded by the model's own
+        encoder, each label's prototype their mean, as build-model would bake them into the
+        graph (same labels, same scores). Shares the loaded session; needs a graph with a
+        ``sentence_embedding`` output (every model build-model or train writes)."""
+        if label_set.examples:
+            raise LabelSetError(f"{label_set.source}: examples (a fitted head) need "
+                                "`lyrics-classifier build-model --labels FILE`; at run time, give descriptions only")
+        if EMBEDDING not in self._engine.outputs:
+            raise ModelError(f"{self.model_dir}: this model has no {EMBEDDING} output, so it cannot take "
+                             "labels at run time (models from build-model and train have one)")
+        texts = [d for label in label_set.labels for d in label_set.descriptions[label]]
+        if label_set.multi_label:
+            texts.append(label_set.neutral)
+        vectors = self._unit_embeddings(texts, zero_shot_windows(self.config), label_set.source)
+        neutral = vectors[-1] if label_set.multi_label else None
+        described = vectors[:-1] if label_set.multi_label else vectors
+        head = ZeroShotHead.fit(label_set, described, neutral)
+        return Classifier(self.model_dir, self.config, self._engine, label_set, head)
+
+    def model_label_set(self) -> LabelSet | None:
+        """The model's own labels and descriptions as a label set (None when the model has no
+        descriptions, as a trained or imported one): what --multi-label scores without --labels."""
+        head = self.config.get("head") or {}
+        descriptions = head.get("descriptions")
+        if not isinstance(descriptions, dict):
+            return None
+        document = {"name": self.identity["name"], "labels": descriptions}
+        if self.config.get("kind") == "zero-shot":
+            document.update({k: head[k] for k in ("temperature", "centre", "bias") if head.get(k) is not None})
+        return parse_label_set(json.dumps(document, ensure_ascii=False).encode(), f"the labels of {self.model_dir}")
+
+    def _unit_embeddings(self, texts: list[str], windows: Windows, what: str) -> np.ndarray:
+        """Unit sentence embeddings rounded as build-model rounds them (so that last-bit CPU
+        differences do not reach the scores)."""
+        vectors, errors, _ = self._engine.pooled(texts, EMBEDDING, windows)
+        for text, error in zip(texts, errors, strict=True):
+            if error:
+                raise LabelSetError(f"{what}: the description {text[:60]!r} cannot be embedded ({error})")
+        assert vectors is not None
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.round(vectors, 5).astype(np.float32)
 
     @property
     def threads(self) -> int:
         return self._engine.threads
 
+    def _scores(self, group: Sequence[Any]) -> tuple[np.ndarray | None, list[str | None], list[int]]:
+        if self._head is None:
+            logits, errors, counts = self._engine.pooled(group, self.logits_output, self.windows)
+            return (_softmax(logits) if logits is not None else None), errors, counts
+        embeddings, errors, counts = self._engine.pooled(group, EMBEDDING, self.windows)
+        if embeddings is None:
+            return None, errors, counts
+        if self.multi_label:
+            return self._head.independent_scores(embeddings), errors, counts
+        return _softmax(self._head.logits(embeddings)), errors, counts
+
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order. Rejected texts (empty, not text) get a
-        Prediction with `error` set instead of raising."""
+        Prediction with `error` set instead of raising. Multi-label: the probabilities are
+        independent per label, and `labels_above` lists those at or above the threshold."""
         predictions: list[Prediction] = []
+        threshold = self.label_set.threshold if self.label_set else 0.0
         for start in range(0, len(texts), GROUP_TEXTS):
             group = texts[start : start + GROUP_TEXTS]
-            logits, errors, counts = self._engine.pooled(group, self.logits_output)
-            probabilities = _softmax(logits) if logits is not None else None
+            probabilities, errors, counts = self._scores(group)
             for i, error in enumerate(errors):
                 if error is not None:
                     predictions.append(Prediction(None, None, None, error, 0))
@@ -411,6 +509,9 @@ class Classifier:
                 assert probabilities is not None
                 row = probabilities[i]
                 best = int(row.argmax())
+                above = None
+                if self.multi_label:
+                    above = tuple(self.labels[k] for k in np.argsort(-row, kind="stable") if row[k] >= threshold)
                 predictions.append(
                     Prediction(
                         label=self.labels[best],
@@ -419,6 +520,7 @@ class Classifier:
                         error=None,
                         windows=counts[i],
                         language=detect_language(group[i]),
+                        labels_above=above,
                     )
                 )
         return predictions
@@ -426,12 +528,12 @@ class Classifier:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings (mean of the window embeddings), for fitting heads. Only for
         graphs with a ``sentence_embedding`` output; rejected texts raise ValueError."""
-        if "sentence_embedding" not in self._engine.outputs:
+        if EMBEDDING not in self._engine.outputs:
             raise ModelError(f"{self.model_dir}: this model has no sentence_embedding output")
         chunks = []
         for start in range(0, len(texts), GROUP_TEXTS):
             group = texts[start : start + GROUP_TEXTS]
-            pooled, errors, _ = self._engine.pooled(group, "sentence_embedding")
+            pooled, errors, _ = self._engine.pooled(group, EMBEDDING, self.windows)
             bad = [(start + i, e) for i, e in enumerate(errors) if e]
             if bad:
                 raise ValueError(f"text {bad[0][0]}: {bad[0][1]}")
@@ -440,3 +542,14 @@ class Classifier:
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks)
+
+    def count_windows(self, texts: Sequence[str]) -> int:
+        """Token windows these texts are cut into (for benchmarks: work per lyric)."""
+        return sum(len(w) for w in self._engine.windows(texts, self.windows)[0])
+
+
+def zero_shot_windows(config: dict[str, Any]) -> Windows:
+    """The window settings for a zero-shot head over this model's encoder: what build-model
+    records as ``zero_shot_windows`` (for USE-m3, whole lines packed, at most 3 windows, where a
+    fitted head reads line by line), else the model's own."""
+    return Windows.from_config(config, **(config.get("zero_shot_windows") or {}))

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import labelset
 from ..errors import UserError
 from . import encoder as enc
 
@@ -31,6 +32,7 @@ DEFAULT_MAX_WINDOWS = 3  # MiniLM, corpus: 3 windows 93.4% vs 16: 94.0% at 1.2x 
 TEXT_COLUMNS = ("lyrics", "lyric", "text")
 _CODE_MODULES = (
     "lyrics_classifier.runtime",
+    "lyrics_classifier.labelset",
     "lyrics_classifier.modelbuild.build",
     "lyrics_classifier.modelbuild.encoder",
     "lyrics_classifier.modelbuild.graph",
@@ -116,58 +118,24 @@ def default_labels_file(encoder: str = enc.DEFAULT_ENCODER) -> Path:
 
 def load_labels(path: Path | None, encoder: str = enc.DEFAULT_ENCODER) -> dict[str, Any]:
     """{"name", "temperature", "centre", "bias", "labels": {label: [description, ...]},
-    "examples"}.
-
-    Accepted forms: that object; a bare {label: description or [descriptions]} mapping;
-    a list of label names (each label's name is its description). "examples", optional,
-    names a labelled CSV of example lyrics beside the labels file:
+    "examples"}, from a label set file (the format of labelset.py, which the runtime reads
+    too). "examples", optional, names a labelled CSV of example lyrics beside the labels file:
     {"file": "examples.csv", "label_column": "genre", "C": 1.0, "description_weight": 1.0};
     with examples, build-model fits a logistic-regression head on the embeddings of the
     examples and of the descriptions instead of the zero-shot head."""
     path = Path(path) if path else default_labels_file(encoder)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"labels file {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise UserError(f"labels file {path}: not valid JSON ({exc})") from exc
-    spec: dict[str, Any] = {"name": None, "temperature": 0.05, "bias": None, "centre": False, "examples": None}
-    if isinstance(data, list):
-        labels = {str(label): [str(label)] for label in data}
-    elif isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
-        spec.update({k: v for k, v in data.items() if k != "labels"})
-        inner = data["labels"]
-        labels = {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in inner.items()} if isinstance(
-            inner, dict) else {str(label): [str(label)] for label in inner}
-    elif isinstance(data, dict):
-        labels = {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in data.items()}
-    else:
-        raise UserError(f"labels file {path}: expected a JSON object or a list of label names")
-    if len(labels) < 2:
-        raise UserError(f"labels file {path}: at least two labels are needed")
-    for label, descriptions in labels.items():
-        if not descriptions or not all(isinstance(d, str) and d.strip() for d in descriptions):
-            raise UserError(f"labels file {path}: label {label!r} needs non-empty text descriptions")
-    try:
-        temperature = float(spec["temperature"])
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"labels file {path}: temperature must be a number") from exc
-    if not temperature > 0:
-        raise UserError(f"labels file {path}: temperature must be positive")
-    bias = spec.get("bias")
-    if bias is not None:
-        if not isinstance(bias, dict) or set(bias) - set(labels):
-            raise UserError(f"labels file {path}: bias must map label names to numbers")
-        bias = {label: float(bias.get(label, 0.0)) for label in labels}
-    if not isinstance(spec["centre"], bool):
-        raise UserError(f"labels file {path}: centre must be true or false")
+        label_set = labelset.from_file(path)
+    except labelset.LabelSetError as exc:
+        raise UserError(str(exc)) from exc
+    labels = {label: list(descriptions) for label, descriptions in label_set.descriptions.items()}
     return {
-        "name": str(spec["name"] or path.stem),
-        "temperature": temperature,
-        "centre": spec["centre"],
-        "bias": bias,
+        "name": label_set.name,
+        "temperature": label_set.temperature,
+        "centre": label_set.centre,
+        "bias": label_set.bias,
         "labels": labels,
-        "examples": _load_examples(path, spec["examples"], labels) if spec["examples"] else None,
+        "examples": _load_examples(path, label_set.examples, labels) if label_set.examples else None,
     }
 
 
@@ -257,6 +225,13 @@ def _write(out: Path, model, source: enc.Source, config: dict[str, Any]) -> str:
     return sha
 
 
+def zero_shot_windows(kind: str, encoder: str, options: Options) -> dict[str, Any]:
+    if kind == "zero-shot":
+        return {"max_windows": options.max_windows, "window_packing": options.window_packing}
+    defaults = Options(max_tokens=options.max_tokens, stride=options.stride).for_encoder(encoder, "zero-shot")
+    return {"max_windows": defaults.max_windows, "window_packing": defaults.window_packing}
+
+
 def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, options: Options) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -265,6 +240,8 @@ def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, op
         "id2label": {str(i): label for i, label in enumerate(labels)},
         "label2id": {label: i for i, label in enumerate(labels)},
         **options.as_config(),
+        # Labels given at run time get a zero-shot head: it reads windows as a built one would.
+        "zero_shot_windows": zero_shot_windows(kind, source.encoder, options),
         "pooling": source.pooling,
         "normalize": source.normalize,
         "pad_token_id": source.pad_token_id,
@@ -340,7 +317,8 @@ def build_model(
     import numpy as np
     import onnx
 
-    from .graph import append_linear_head, append_zero_shot_head, label_prototypes
+    from ..labelset import label_prototypes
+    from .graph import append_linear_head, append_zero_shot_head
 
     options.check()
     out = Path(out)

@@ -87,21 +87,9 @@ def _finish(model: onnx.ModelProto, logits: str, labels: int) -> onnx.ModelProto
     return model
 
 
-def label_prototypes(descriptions: np.ndarray, owner: list[int], labels: int, centre: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(prototypes [L, H], centre [H]): each label's prototype is the mean of its description
-    embeddings; with `centre`, the mean of the prototypes (what all labels share: "this is a
-    song") is subtracted first. Prototypes are then normalised to unit length."""
-    owner_array = np.asarray(owner)
-    prototypes = np.stack([descriptions[owner_array == i].mean(axis=0) for i in range(labels)])
-    mean = prototypes.mean(axis=0) if centre else np.zeros(prototypes.shape[1], dtype=np.float32)
-    prototypes = prototypes - mean
-    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-    return prototypes.astype(np.float32), mean.astype(np.float32)
-
-
 def append_zero_shot_head(
     model: onnx.ModelProto,
-    prototypes: np.ndarray,  # [L, H] unit label prototypes (see label_prototypes)
+    prototypes: np.ndarray,  # [L, H] unit label prototypes (labelset.label_prototypes)
     centre: np.ndarray,  # [H] subtracted from the embedding first (zeros: plain cosine)
     temperature: float,
     bias: np.ndarray | None = None,  # [L], added to the logits (prior correction)
