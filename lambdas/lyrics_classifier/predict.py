@@ -14,7 +14,9 @@ def format_prediction(prediction, labels: tuple[str, ...]) -> str:
         return f"rejected: {prediction.error}"
     ranked = sorted(zip(labels, prediction.probabilities), key=lambda pair: -pair[1])
     scores = "  ".join(f"{label} {prob:.3f}" for label, prob in ranked)
-    return f"{prediction.label}  {prediction.score:.3f}    ({scores})  [{prediction.language or '?'}]"
+    chosen = prediction.label if prediction.labels_above is None else "; ".join(prediction.labels_above) or "(none)"
+    best = "" if prediction.labels_above is not None else f"  {prediction.score:.3f}"
+    return f"{chosen}{best}    ({scores})  [{prediction.language or '?'}]"
 
 
 def as_json(prediction, labels: tuple[str, ...]) -> dict:
@@ -25,7 +27,74 @@ def as_json(prediction, labels: tuple[str, ...]) -> dict:
         "score": round(prediction.score, 6),
         "scores": {label: round(p, 6) for label, p in zip(labels, prediction.probabilities)},
         "language": prediction.language,
+        **({"labels": list(prediction.labels_above)} if prediction.labels_above is not None else {}),
     }
+
+
+def add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    """--labels, --template, --multi-label, --threshold: the same on predict, run and evaluate."""
+    from .labelset import DEFAULT_TEMPLATE, DEFAULT_THRESHOLD
+
+    group = parser.add_argument_group("labels at run time (instead of the model's own)")
+    group.add_argument("--labels", metavar="FILE|NAMES",
+                       help='a label set file (JSON, the labels.json format) or comma-separated label names, '
+                            '"happy,sad,angry"; the model embeds their descriptions at load time, no rebuild')
+    group.add_argument("--template", metavar="TEXT",
+                       help=f'turns a label name into its description, {{}} marking the name (default: '
+                            f'"{DEFAULT_TEMPLATE}"); for names without descriptions')
+    group.add_argument("--multi-label", action="store_true",
+                       help="score each label on its own (a song can be sad and romantic) and list every label "
+                            "at or above --threshold; without --labels, the model's own label descriptions")
+    group.add_argument("--threshold", type=float, metavar="P",
+                       help=f"multi-label: the score a label needs to be listed (default: {DEFAULT_THRESHOLD})")
+
+
+def check_label_arguments(args: argparse.Namespace) -> None:
+    """Option mistakes, before anything loads."""
+    from .errors import UserError
+
+    if args.template and not args.labels:
+        raise UserError("--template shapes the names given with --labels: give --labels too")
+    if args.threshold is not None and not args.multi_label:
+        raise UserError("--threshold applies to --multi-label: give --multi-label too")
+
+
+def label_set_from_args(args: argparse.Namespace, classifier=None):
+    """The LabelSet the options ask for, or None for the model's own labels. With
+    --multi-label and no --labels, the model's own descriptions (from `classifier`)."""
+    from . import labelset
+    from .errors import UserError
+
+    check_label_arguments(args)
+    if not args.labels and not args.multi_label:
+        return None
+    try:
+        if args.labels:
+            chosen = labelset.from_argument(args.labels, template=args.template)
+        else:
+            chosen = classifier.model_label_set() if classifier is not None else None
+            if chosen is None:
+                raise UserError("--multi-label needs label descriptions, and this model has none: give --labels")
+        if args.multi_label:
+            chosen = chosen.with_options(multi_label=True, threshold=args.threshold)
+    except labelset.LabelSetError as exc:
+        raise UserError(str(exc)) from exc
+    return chosen
+
+
+def load_classifier(args: argparse.Namespace, threads: int | None = None):
+    """The --model directory's classifier, with the label options applied."""
+    from .errors import UserError
+    from .labelset import LabelSetError
+    from .runtime import Classifier, ModelError, default_model_dir
+
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    try:
+        classifier = Classifier.load(model_dir, threads=threads)
+        chosen = label_set_from_args(args, classifier)
+        return classifier.with_labels(chosen) if chosen is not None else classifier
+    except (ModelError, LabelSetError) as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _read_stdin() -> str:
@@ -63,8 +132,8 @@ def _json_lines(data: str) -> list[str]:
 
 def predict_command(args: argparse.Namespace) -> int:
     from .errors import UserError
-    from .runtime import Classifier, ModelError, default_model_dir
 
+    check_label_arguments(args)
     texts = list(args.texts)
     if args.stdin_format and texts:
         raise UserError(f"--{args.stdin_format} reads the lyrics from stdin: give no TEXT arguments")
@@ -78,11 +147,7 @@ def predict_command(args: argparse.Namespace) -> int:
         texts = [line for line in _read_stdin().splitlines() if line.strip()]
     elif args.stdin_format == "jsonl":
         texts = _json_lines(_read_stdin())
-    model_dir = Path(args.model) if args.model else default_model_dir()
-    try:
-        classifier = Classifier.load(model_dir)
-    except ModelError as exc:
-        raise UserError(str(exc)) from exc
+    classifier = load_classifier(args)
     predictions = classifier.classify(texts)
     for text, prediction in zip(texts, predictions, strict=True):
         if args.json:
@@ -104,6 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print, per text, the predicted label, its probability, every label's "
                     "probability and the text's language (ISO 639-1 code).",
         epilog="examples: lyrics-classifier predict \"Baila conmigo, mi amor\"; "
+               "lyrics-classifier predict --labels \"happy,sad,angry\" \"I cried all night\"; "
                "cut -d, -f2 songs.txt | lyrics-classifier predict --lines --json",
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="lyrics to classify; `-` reads one from stdin")
@@ -116,5 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="DIR",
                         help="model directory (default: $LYRICS_CLASSIFIER_MODEL, else models/default)")
     parser.add_argument("--json", action="store_true",
-                        help='one JSON object per line: {"label", "score", "scores": {label: prob}, "language"}')
+                        help='one JSON object per line: {"label", "score", "scores": {label: prob}, "language"} '
+                             '(multi-label: and "labels", those at or above the threshold)')
+    add_label_arguments(parser)
     parser.set_defaults(func=predict_command)

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ BATCH_TOKENS = 1024  # padded tokens per onnxruntime call: 8 x 128 measured ~10%
 BATCH_WINDOWS = 64  # for short windows (one line each); 128-token windows stop at BATCH_TOKENS
 GROUP_TEXTS = 512  # texts tokenised and sorted together (bounds memory on big chunks)
 
+REFERENCE_LYRICS = "genre_examples.csv"  # multi-label scores rank a lyric among these
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
 
 __all__ = [
@@ -225,6 +227,8 @@ class _Engine:
         # the lines in context); "lines": each line its own window (a sentence encoder such as
         # USE-m3 reads a line as the sentence it was trained on). Callers may ask for others.
         self.default_windows = Windows.from_config(config)
+        self._reference: dict[Windows, np.ndarray] = {}
+        self._reference_lock = threading.Lock()
         # Lines are encoded whole, without special tokens; `pack` cuts the windows itself and
         # the post-processor adds [CLS]/[SEP] to each.
         self.tokenizer.no_padding()
@@ -237,6 +241,15 @@ class _Engine:
                 if pad_id is not None:
                     break
         self.pad_id = int(pad_id or 0)
+
+    def reference_embeddings(self, windows: Windows) -> np.ndarray:
+        """Pooled embeddings of the reference lyrics (data/genre_examples.csv: 570 snippets in
+        nine languages), computed once per window setting: multi-label scores rank a lyric
+        among them. A few seconds, once per container."""
+        with self._reference_lock:
+            if windows not in self._reference:
+                self._reference[windows] = self.pooled(read_reference_lyrics(), EMBEDDING, windows)[0]
+            return self._reference[windows]
 
     @staticmethod
     def prepare(text: Any, windows: Windows) -> str | None | tuple[str]:
@@ -345,6 +358,14 @@ class _Engine:
         return pooled, errors, counts
 
 
+def read_reference_lyrics() -> list[str]:
+    import csv
+    from importlib import resources
+
+    with (resources.files("lyrics_classifier") / "data" / REFERENCE_LYRICS).open(encoding="utf-8", newline="") as handle:
+        return [row["lyrics"] for row in csv.DictReader(handle)]
+
+
 def _read_config(model_dir: Path) -> dict[str, Any]:
     if not model_dir.exists():
         raise ModelError(
@@ -447,12 +468,10 @@ class Classifier:
             raise ModelError(f"{self.model_dir}: this model has no {EMBEDDING} output, so it cannot take "
                              "labels at run time (models from build-model and train have one)")
         texts = [d for label in label_set.labels for d in label_set.descriptions[label]]
+        windows = zero_shot_windows(self.config)
+        head = ZeroShotHead.fit(label_set, self._unit_embeddings(texts, windows, label_set.source))
         if label_set.multi_label:
-            texts.append(label_set.neutral)
-        vectors = self._unit_embeddings(texts, zero_shot_windows(self.config), label_set.source)
-        neutral = vectors[-1] if label_set.multi_label else None
-        described = vectors[:-1] if label_set.multi_label else vectors
-        head = ZeroShotHead.fit(label_set, described, neutral)
+            head = head.with_reference(self._engine.reference_embeddings(windows))
         return Classifier(self.model_dir, self.config, self._engine, label_set, head)
 
     def model_label_set(self) -> LabelSet | None:
@@ -496,7 +515,8 @@ class Classifier:
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order. Rejected texts (empty, not text) get a
         Prediction with `error` set instead of raising. Multi-label: the probabilities are
-        independent per label, and `labels_above` lists those at or above the threshold."""
+        independent per label (ZeroShotHead.independent_scores), and `labels_above` lists those
+        at or above the threshold."""
         predictions: list[Prediction] = []
         threshold = self.label_set.threshold if self.label_set else 0.0
         for start in range(0, len(texts), GROUP_TEXTS):
