@@ -32,12 +32,14 @@ from .nag import acknowledge, checkov_skip, ref, render
 from .settings import REPO, Settings
 
 from lyrics_classifier.contract import (
+    ENV_INPUT_PREFIX,
     ENV_MODEL_DIR,
     ENV_OUTPUT_BUCKET,
     ENV_RANGE_BYTES,
     ENV_TEXT_COLUMN,
     FAILED_PREFIX,
     FUNCTION_NAMES,
+    LABELS_PREFIX,
     MAP_RESULTS_PREFIX,
     METRICS_NAMESPACE,
     MIB,
@@ -281,7 +283,8 @@ class LyricsClassifierStack(Stack):
                 memory=s.split_memory_mb,
                 timeout=s.split_timeout_s,
                 reserved=s.workflow_reserved_concurrency,
-                environment={ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column},
+                environment={ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column,
+                             ENV_INPUT_PREFIX: s.input_prefix},
             ),
             "Classify": dict(
                 handler="lyrics_classifier.handlers.classify.handler",
@@ -329,6 +332,8 @@ class LyricsClassifierStack(Stack):
         grants: dict[lambda_.Function, list[tuple[list[str], str]]] = {
             self.split_fn: [
                 (read_input, input_objects),
+                # the label set an upload's folder selects (labels/<folder>.json), copied into the work area
+                (["s3:GetObject"], self.input_bucket.arn_for_objects(f"{LABELS_PREFIX}*")),
                 # the claim marker (If-None-Match), run.json, the manifest, a UTF-16 input's
                 # transcoded copy (multipart); DeleteObject: it releases its claim when it fails
                 (["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject"], work),
@@ -379,6 +384,12 @@ class LyricsClassifierStack(Stack):
                 "results/<input name>.classified.csv (its multipart upload) and .summary.json; the "
                 "input name is only known at run time, so the grant is the results/ prefix.",
             )
+        acknowledge(
+            self.split_fn.role,
+            f"AwsSolutions-IAM5[Resource::{inp}/{LABELS_PREFIX}*]",
+            "The label sets under labels/ of the input bucket: an upload's folder names the one it "
+            "uses, so which is only known at run time. Read only.",
+        )
         for fn in (self.merge_fn, self.report_failure_fn):
             acknowledge(
                 fn.role,

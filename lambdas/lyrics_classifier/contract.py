@@ -12,6 +12,11 @@ FAILED_PREFIX = "failed/"  # <input name>.error.json
 CLAIMS_PREFIX = f"{WORK_PREFIX}claims/"  # one marker per input object version: duplicate events
 MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's ResultWriter (no trailing slash)
 
+# The input bucket: label sets live under labels/; an upload in a folder below the input
+# prefix selects the label set of that folder's name (moods/songs.csv -> labels/moods.json).
+LABELS_PREFIX = "labels/"
+LABEL_SET_SUFFIX = ".json"
+
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
 # The state machine invokes published versions (`<function arn>:<version>`), never $LATEST.
@@ -20,6 +25,7 @@ FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
 ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
 ENV_RANGE_BYTES = "RANGE_BYTES"
 ENV_TEXT_COLUMN = "TEXT_COLUMN"
+ENV_INPUT_PREFIX = "INPUT_PREFIX"
 ENV_MODEL_DIR = "MODEL_DIR"
 ENV_INTRA_OP_THREADS = "INTRA_OP_THREADS"
 
@@ -27,6 +33,8 @@ METRICS_NAMESPACE = "LyricsClassifier"
 SERVICE_NAME = "lyrics-classifier"
 
 MIB = 1024 * 1024
+LEAST_CONFIDENT_ROWS = 20  # the run report lists these for review
+CONFIDENCE_BINS = 20  # the run report's confidence histogram
 # Byte ranges: each range becomes one part of the result's multipart upload, and S3 needs
 # every part but the last to be >= 5 MiB. A part is its range's bytes plus the appended
 # columns, minus blank lines and CRs of CRLF endings, so ranges keep a margin above 5 MiB.

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator
 from functools import partial
 from urllib.parse import unquote
 
+from .predict import add_label_arguments, label_set_from_args
 from .contract import (
     DEFAULT_RANGE_BYTES,
     ENV_INTRA_OP_THREADS,
@@ -264,6 +266,7 @@ class RunResult:
     seconds: float
     failure: dict[str, Any] | None = None
     throttled: int = 0  # Classify invocations throttled at the concurrency cap, then retried
+    report_path: Path | None = None  # the run report (HTML) beside the summary
 
 
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
@@ -278,6 +281,22 @@ def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Pat
     return csv_path, csv_path.with_name(f"{base}.summary.json"), csv_path.with_name(f"{base}.error.json")
 
 
+def report_path(summary_path: Path) -> Path:
+    """<name>.report.html beside <name>.summary.json."""
+    name = summary_path.name
+    base = name[: -len(".summary.json")] if name.endswith(".summary.json") else summary_path.stem
+    return summary_path.with_name(f"{base}.report.html")
+
+
+def upload_key(input_path: Path, label_set: Any = None) -> str:
+    """Where the input goes in the local input bucket: the bucket root, or, with a label set,
+    the folder that selects it (as a user would upload it on AWS: moods/songs.csv)."""
+    if label_set is None:
+        return input_path.name
+    folder = re.sub(r"[^0-9A-Za-z._-]+", "-", label_set.name).strip("-.") or "labels"
+    return f"{folder}/{input_path.name}"
+
+
 def run_workflow(
     input_path: str | os.PathLike,
     *,
@@ -290,9 +309,12 @@ def run_workflow(
     classify_concurrency: int | None = None,
     on_progress: Callable[[Progress, float], None] | None = None,
     poll_seconds: float = 0.2,
+    label_set: Any = None,
 ) -> RunResult:
-    """Run the state machine on one CSV and write the classified CSV and summary beside it
-    (or to `output`). Raises RunFailed with the failure report's reason if the run fails."""
+    """Run the state machine on one CSV and write the classified CSV, summary and run report
+    beside it (or to `output`). `label_set` (a labelset.LabelSet) replaces the model's labels:
+    it is uploaded to labels/<name>.json and the CSV into the folder <name>/, as on AWS.
+    Raises RunFailed with the failure report's reason if the run fails."""
     from .runtime import default_model_dir
 
     input_path = Path(input_path)
@@ -324,7 +346,7 @@ def run_workflow(
     with patched_environ(environment), deep_recursion():
         return _execute(
             input_path, csv_path, summary_path, error_path, concurrency,
-            handlers, classify_concurrency, on_progress, poll_seconds,
+            handlers, classify_concurrency, on_progress, poll_seconds, label_set,
         )
 
 
@@ -338,11 +360,12 @@ def _execute(
     classify_concurrency: int | None,
     on_progress: Callable[[Progress, float], None] | None,
     poll_seconds: float,
+    label_set: Any = None,
 ) -> RunResult:
     import boto3
     from moto import mock_aws
 
-    from .workflow import failure_key, result_key, summary_key
+    from .workflow import failure_key, label_set_key, report_key, result_key, summary_key
 
     handlers = handlers or default_handlers()
     progress = Progress()
@@ -363,7 +386,9 @@ def _execute(
             # Versioned like the deployed buckets: the run reads the uploaded version.
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        key = input_path.name
+        key = upload_key(input_path, label_set)
+        if label_set is not None:
+            s3.put_object(Bucket=INPUT_BUCKET, Key=label_set_key(key), Body=label_set.document)
         s3.upload_file(str(input_path), INPUT_BUCKET, key)
         head = s3.head_object(Bucket=INPUT_BUCKET, Key=key)
         machine = sfn.create_state_machine(
@@ -399,6 +424,7 @@ def _execute(
         s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
         summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
         _write_json(summary_path, summary)
+        s3.download_file(OUTPUT_BUCKET, report_key(key), str(report_path(summary_path)))
         error_path.unlink(missing_ok=True)  # a failure report of an earlier run of this file
     return RunResult(
         status=status,
@@ -408,6 +434,7 @@ def _execute(
         summary=summary,
         seconds=time.perf_counter() - started,
         throttled=progress.throttled,
+        report_path=report_path(summary_path),
     )
 
 
@@ -507,11 +534,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the final summary")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' JSON logs")
+    add_label_arguments(parser)
     parser.set_defaults(func=_run_command)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     from .errors import UserError
+    from .runtime import default_model_dir
+
+    label_set = label_set_from_args(args, Path(args.model) if args.model else default_model_dir())
 
     if not args.verbose:
         # The handlers' Powertools loggers read their level when first imported, below.
@@ -530,6 +561,7 @@ def _run_command(args: argparse.Namespace) -> int:
             range_mb=args.range_mb,
             concurrency=args.concurrency,
             on_progress=reporter,
+            label_set=label_set,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -601,6 +633,12 @@ def format_summary(result: RunResult) -> str:
     if languages:
         shown = ", ".join(f"{code} {count:,}" for code, count in languages[:8])
         lines.append(f"  languages: {shown}{f', {len(languages) - 8} more' if len(languages) > 8 else ''}")
+    label_set = summary.get("label_set")
+    if label_set:
+        multi = f", multi-label at {label_set['threshold']}" if label_set.get("multi_label") else ""
+        lines.append(f"  label set: {label_set['name']} (sha256 {label_set['sha256'][:12]}{multi})")
     lines.append(f"output:  {result.output_csv}")
     lines.append(f"summary: {result.summary_path}")
+    if result.report_path:
+        lines.append(f"report:  {result.report_path}")
     return "\n".join(lines)

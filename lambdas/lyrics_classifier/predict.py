@@ -59,11 +59,12 @@ def check_label_arguments(args: argparse.Namespace) -> None:
         raise UserError("--threshold applies to --multi-label: give --multi-label too")
 
 
-def label_set_from_args(args: argparse.Namespace, classifier=None):
+def label_set_from_args(args: argparse.Namespace, model_dir: Path):
     """The LabelSet the options ask for, or None for the model's own labels. With
-    --multi-label and no --labels, the model's own descriptions (from `classifier`)."""
+    --multi-label and no --labels, the model's own descriptions."""
     from . import labelset
-    from .errors import UserError
+    from .errors import ModelError, UserError
+    from .runtime import model_label_set
 
     check_label_arguments(args)
     if not args.labels and not args.multi_label:
@@ -72,7 +73,10 @@ def label_set_from_args(args: argparse.Namespace, classifier=None):
         if args.labels:
             chosen = labelset.from_argument(args.labels, template=args.template)
         else:
-            chosen = classifier.model_label_set() if classifier is not None else None
+            try:
+                chosen = model_label_set(model_dir)
+            except ModelError as exc:
+                raise UserError(str(exc)) from exc
             if chosen is None:
                 raise UserError("--multi-label needs label descriptions, and this model has none: give --labels")
         if args.multi_label:
@@ -90,9 +94,8 @@ def load_classifier(args: argparse.Namespace, threads: int | None = None):
 
     model_dir = Path(args.model) if args.model else default_model_dir()
     try:
-        classifier = Classifier.load(model_dir, threads=threads)
-        chosen = label_set_from_args(args, classifier)
-        return classifier.with_labels(chosen) if chosen is not None else classifier
+        chosen = label_set_from_args(args, model_dir)
+        return Classifier.load(model_dir, threads=threads, labels=chosen)
     except (ModelError, LabelSetError) as exc:
         raise UserError(str(exc)) from exc
 

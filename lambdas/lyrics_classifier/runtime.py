@@ -333,16 +333,17 @@ class _Engine:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack(results).astype(np.float32, copy=False)
 
-    def pooled(self, texts: Sequence[Any], output: str, settings: Windows | None = None
+    def pooled(self, texts: Sequence[Any], output: str, settings: Windows | None = None, alone: bool = False
                ) -> tuple[np.ndarray | None, list[str | None], list[int]]:
-        """Mean over each text's windows of `output`; rows of rejected texts are zeros."""
+        """Mean over each text's windows of `output`; rows of rejected texts are zeros. With
+        `alone`, each text's windows are batched only with each other (as in "lines" mode)."""
         settings = settings or self.default_windows
         windows, errors = self.windows(texts, settings)
         flat = [enc for per_text in windows for enc in per_text]
         counts = [len(per_text) for per_text in windows]
         if not flat:
             return None, errors, counts
-        if settings.per_line:
+        if settings.per_line or alone:
             # int8 dynamic quantisation scales activations per batch: batching a lyric's lines
             # only with each other makes its scores independent of the rows around it (a
             # lyric has up to max_windows lines, enough to fill a batch).
@@ -475,21 +476,15 @@ class Classifier:
         return Classifier(self.model_dir, self.config, self._engine, label_set, head)
 
     def model_label_set(self) -> LabelSet | None:
-        """The model's own labels and descriptions as a label set (None when the model has no
-        descriptions, as a trained or imported one): what --multi-label scores without --labels."""
-        head = self.config.get("head") or {}
-        descriptions = head.get("descriptions")
-        if not isinstance(descriptions, dict):
-            return None
-        document = {"name": self.identity["name"], "labels": descriptions}
-        if self.config.get("kind") == "zero-shot":
-            document.update({k: head[k] for k in ("temperature", "centre", "bias") if head.get(k) is not None})
-        return parse_label_set(json.dumps(document, ensure_ascii=False).encode(), f"the labels of {self.model_dir}")
+        """The model's own labels and descriptions as a label set (see `model_label_set`)."""
+        return model_label_set(self.model_dir, self.config)
 
     def _unit_embeddings(self, texts: list[str], windows: Windows, what: str) -> np.ndarray:
         """Unit sentence embeddings rounded as build-model rounds them (so that last-bit CPU
         differences do not reach the scores)."""
-        vectors, errors, _ = self._engine.pooled(texts, EMBEDDING, windows)
+        # alone: a description's embedding must not depend on the others in the set (int8
+        # activations are scaled per batch), so that a label scores the same in any set
+        vectors, errors, _ = self._engine.pooled(texts, EMBEDDING, windows, alone=True)
         for text, error in zip(texts, errors, strict=True):
             if error:
                 raise LabelSetError(f"{what}: the description {text[:60]!r} cannot be embedded ({error})")
@@ -566,6 +561,21 @@ class Classifier:
     def count_windows(self, texts: Sequence[str]) -> int:
         """Token windows these texts are cut into (for benchmarks: work per lyric)."""
         return sum(len(w) for w in self._engine.windows(texts, self.windows)[0])
+
+
+def model_label_set(model_dir: str | os.PathLike, config: dict[str, Any] | None = None) -> LabelSet | None:
+    """A model's own labels and descriptions as a label set, read from its config.json (None
+    when it has no descriptions, as a trained or imported model): what --multi-label scores
+    without --labels."""
+    config = config or _read_config(Path(model_dir))
+    head = config.get("head") or {}
+    descriptions = head.get("descriptions")
+    if not isinstance(descriptions, dict):
+        return None
+    document = {"name": str(config.get("name") or Path(model_dir).name), "labels": descriptions}
+    if config.get("kind") == "zero-shot":
+        document.update({k: head[k] for k in ("temperature", "centre", "bias") if head.get(k) is not None})
+    return parse_label_set(json.dumps(document, ensure_ascii=False).encode(), f"the labels of {model_dir}")
 
 
 def zero_shot_windows(config: dict[str, Any]) -> Windows:

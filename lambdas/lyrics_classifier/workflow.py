@@ -44,8 +44,12 @@ from urllib.parse import unquote_plus
 
 from .contract import (
     CLAIMS_PREFIX,
+    CONFIDENCE_BINS,
     DEFAULT_RANGE_BYTES,
     FAILED_PREFIX,
+    LABEL_SET_SUFFIX,
+    LABELS_PREFIX,
+    LEAST_CONFIDENT_ROWS,
     MAX_PARTS,
     MIB,
     MIN_RANGE_BYTES,
@@ -63,6 +67,8 @@ from .csvfile import (
     iter_records,
 )
 from .errors import IncompleteRunError
+from .labelset import LIST_SEPARATOR, LabelSetError
+from .labelset import parse as parse_label_set
 from .index import RangeIndexer, header_end, line_break
 
 READ_BLOCK_BYTES = 8 * MIB  # one ranged GET of Split's pass
@@ -89,6 +95,10 @@ def summary_key(key: str) -> str:
     return f"{RESULTS_PREFIX}{input_name(key)}.summary.json"
 
 
+def report_key(key: str) -> str:
+    return f"{RESULTS_PREFIX}{input_name(key)}.report.html"
+
+
 def failure_key(key: str) -> str:
     return f"{FAILED_PREFIX}{input_name(key)}.error.json"
 
@@ -99,6 +109,19 @@ def run_prefix(run_id: str) -> str:
 
 def manifest_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}manifest.json"
+
+
+def label_set_copy_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}labels.json"
+
+
+def label_set_key(key: str, input_prefix: str = "") -> str | None:
+    """The label set an upload selects: the first folder below the input prefix names it
+    (`moods/songs.csv` -> `labels/moods.json`); a file directly under the prefix uses the
+    model's own labels (None)."""
+    rest = key[len(input_prefix):] if input_prefix and key.startswith(input_prefix) else key
+    folder, slash, _ = rest.partition("/")
+    return f"{LABELS_PREFIX}{folder}{LABEL_SET_SUFFIX}" if slash and folder else None
 
 
 def run_info_key(run_id: str) -> str:
@@ -223,9 +246,11 @@ def split_input(
     version_id: str | None = None,
     range_bytes: int = DEFAULT_RANGE_BYTES,
     text_column: str | None = None,
+    input_prefix: str = "",
 ) -> dict[str, Any]:
-    """Claim the object version, index it into byte ranges, write the manifest and start the
-    result's multipart upload. Returns keys and counts only (it travels through the state).
+    """Claim the object version, check the label set the upload selects (label_set_key), index
+    the file into byte ranges, write the manifest and start the result's multipart upload.
+    Returns keys and counts only (it travels through the state).
 
     A second run of the same object version (a duplicate event) returns at once with
     `duplicate_of` set to the run that owns it. A file that cannot be read as a CSV raises
@@ -255,10 +280,53 @@ def split_input(
     if result["duplicate_of"]:
         return result
     try:
-        return {**result, **_index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started)}
+        label_set = _copy_label_set(s3, source, input_prefix, work_bucket, run_id)
+        indexed = _index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started)
+        if label_set:
+            indexed["job"]["label_set"] = label_set
+        return {**result, **indexed}
     except BaseException:
         release_claim(s3, work_bucket, result["claim_key"], run_id)  # a new execution may try again
         raise
+
+
+def _copy_label_set(s3: Any, source: dict[str, Any], input_prefix: str, work_bucket: str,
+                    run_id: str) -> dict[str, str] | None:
+    """Read and check the upload's label set, and copy it into the run's work area, so that
+    every range classifies with the very same labels even if the set changes mid-run. A
+    missing or invalid set fails the run here, before any range is classified."""
+    if source["key"].startswith(LABELS_PREFIX):
+        raise InputError(f"{LABELS_PREFIX} holds label sets: upload CSV files to another folder or the bucket root")
+    key = label_set_key(source["key"], input_prefix)
+    if key is None:
+        return None
+    uri = f"s3://{source['bucket']}/{key}"
+    folder = key[len(LABELS_PREFIX):-len(LABEL_SET_SUFFIX)]
+    try:
+        document = s3.get_object(Bucket=source["bucket"], Key=key)["Body"].read()
+    except Exception as exc:
+        if not _is_missing(exc):
+            raise
+        raise LabelSetError(
+            f"{uri} does not exist: a file in the folder {folder}/ is classified with the label set "
+            f"{key}; upload one there, or upload the file to the bucket root for the model's own labels"
+        ) from None
+    label_set = parse_label_set(document, uri, name=folder)
+    if label_set.examples:
+        raise LabelSetError(f"{uri}: examples (a fitted head) need `lyrics-classifier build-model`; "
+                            "a label set chosen at run time holds descriptions only")
+    copy = label_set_copy_key(run_id)
+    s3.put_object(Bucket=work_bucket, Key=copy, Body=document, ContentType="application/json")
+    return {"key": copy, "sha256": label_set.sha256, "source": uri, "name": label_set.name}
+
+
+def load_label_set(s3: Any, job: dict[str, Any]):
+    """The LabelSet of a run (Split's copy), or None for the model's own labels."""
+    chosen = job.get("label_set")
+    if not chosen:
+        return None
+    document = s3.get_object(Bucket=job["bucket"], Key=chosen["key"])["Body"].read()
+    return parse_label_set(document, chosen["source"], name=chosen["name"])
 
 
 def _index_input(
@@ -479,14 +547,18 @@ def _probability_names(labels: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str | None = None) -> list[tuple[str, str]]:
+def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str | None = None,
+                     multi_label: bool = False) -> list[tuple[str, str]]:
     """(name, value) of every column appended to a row, in order: the header's names and a
-    row's values come from this one place. Without a prediction, the values are empty."""
+    row's values come from this one place. Without a prediction, the values are empty.
+    Multi-label adds `labels`: every label at or above the threshold, best first, `;` between."""
     ok = prediction is not None and prediction.error is None
     probabilities = prediction.probabilities if ok else [None] * len(labels)
+    listed = [("labels", LIST_SEPARATOR.join(prediction.labels_above or ()) if ok else "")] if multi_label else []
     return [
         ("label", prediction.label if ok else ""),
         ("score", format_probability(prediction.score) if ok else ""),
+        *listed,
         *((name, format_probability(p) if ok else "")
           for name, p in zip(_probability_names(tuple(labels)), probabilities, strict=True)),
         ("language", prediction.language if ok else ""),
@@ -495,9 +567,9 @@ def appended_columns(labels: Sequence[str], prediction: Any = None, warning: str
     ]
 
 
-def output_columns(header: list[str], labels: Sequence[str]) -> list[str]:
+def output_columns(header: list[str], labels: Sequence[str], multi_label: bool = False) -> list[str]:
     """The appended columns' names; prefixed when the input already has a column of that name."""
-    added = [name for name, _ in appended_columns(labels)]
+    added = [name for name, _ in appended_columns(labels, multi_label=multi_label)]
     existing = {name.strip().lower() for name in header}
     if existing.intersection(name.lower() for name in added):
         added = [f"predicted_{name}" for name in added]
@@ -541,9 +613,9 @@ def classify_bytes(
         header = next(records, None)
         if header is None:
             raise InputError("the file has no header row (it is empty or only blank lines)")
-        columns_added = output_columns(header.fields, list(classifier.labels))
+        columns_added = output_columns(header.fields, list(classifier.labels), classifier.multi_label)
         head.append(f"{header.raw},{format_row(columns_added)}\n")
-    rows, texts, warnings = [], [], []
+    rows, texts, warnings, line_numbers = [], [], [], []
     for record in records:
         if len(record.fields) != columns:
             raise InputError(
@@ -554,11 +626,13 @@ def classify_bytes(
         rows.append(record.raw)
         texts.append(best)
         warnings.append(warning)
+        line_numbers.append(record.line)
     predictions = classifier.classify(texts)
     rejected: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     languages: Counter[str] = Counter()
     warned: Counter[str] = Counter()
+    confidence = [0] * CONFIDENCE_BINS
     lines = head
     for raw, prediction, warning in zip(rows, predictions, warnings, strict=True):
         if warning:
@@ -566,9 +640,10 @@ def classify_bytes(
         if prediction.error is None:
             labels[prediction.label] += 1
             languages[prediction.language or "unknown"] += 1
+            confidence[min(CONFIDENCE_BINS - 1, int(prediction.score * CONFIDENCE_BINS))] += 1
         else:
             rejected[prediction.error] += 1
-        added = [value for _, value in appended_columns(classifier.labels, prediction, warning)]
+        added = [value for _, value in appended_columns(classifier.labels, prediction, warning, classifier.multi_label)]
         lines.append(f"{raw},{format_row(added)}\n")
     body = bom + "".join(lines).encode("utf-8", "surrogateescape")
     counts = {
@@ -579,8 +654,20 @@ def classify_bytes(
         "languages": dict(languages),
         "warnings": dict(warned),
         "columns_added": columns_added,
+        "confidence_counts": confidence,
+        "least_confident": least_confident(line_numbers, texts, predictions),
     }
     return body, counts
+
+
+def least_confident(line_numbers: Sequence[int], texts: Sequence[str], predictions: Sequence[Any],
+                    keep: int = LEAST_CONFIDENT_ROWS) -> list[dict[str, Any]]:
+    """The `keep` classified rows with the lowest score (line number, label, score, a preview):
+    the rows a reviewer should look at first."""
+    scored = [(p.score, line, p.label, text) for line, text, p in zip(line_numbers, texts, predictions)
+              if p.error is None]
+    return [{"line": line, "label": label, "score": round(score, 4), "text": " ".join(text.split())[:200]}
+            for score, line, label, text in sorted(scored, key=lambda item: (item[0], item[1]))[:keep]]
 
 
 def classify_range(s3: Any, classifier: Any, *, job: dict[str, Any], byte_range: dict[str, int]) -> dict[str, Any]:
@@ -734,6 +821,7 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
             "bucket": bucket,
             "result_key": None,
             "summary_key": None,
+            "report_key": None,
         }
     reason = first_range_error(s3, bucket, run_id)
     if reason:  # moto lets a Map with failed children succeed; Step Functions fails it
@@ -758,7 +846,9 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
     warnings: Counter[str] = Counter()
     label_counts: Counter[str] = Counter({label: 0 for label in labels})
     language_counts: Counter[str] = Counter()
+    confidence = [0] * CONFIDENCE_BINS
     for stat in stats:
+        confidence = [a + b for a, b in zip(confidence, stat["confidence_counts"], strict=True)]
         rejected.update(stat["rejected"])
         warnings.update(stat["warnings"])
         label_counts.update(stat["labels"])
@@ -780,7 +870,13 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
         "language_counts": dict(language_counts.most_common()),
         "text_column": run["text_column"],
         "columns_added": stats[0]["columns_added"],
+        "label_set": model.get("label_set"),  # None: the model's own labels
         "model": model,
+        # the top label's score: a histogram over CONFIDENCE_BINS equal bins, and the rows to review
+        "confidence_histogram": {"edges": [round(k / CONFIDENCE_BINS, 4) for k in range(CONFIDENCE_BINS + 1)],
+                                 "counts": confidence},
+        "least_confident": sorted((row for stat in stats for row in stat["least_confident"]),
+                                  key=lambda row: (row["score"], row["line"]))[:LEAST_CONFIDENT_ROWS],
         "ranges": run["ranges"],
         "range_bytes": run["range_bytes"],
         "timings": {
@@ -794,6 +890,10 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
     }
     summary_out = summary_key(source["key"])
     _put_json(s3, bucket, summary_out, summary)
+    from .report import render_run_report
+
+    s3.put_object(Bucket=bucket, Key=report_key(source["key"]), Body=render_run_report(summary).encode("utf-8"),
+                  ContentType="text/html; charset=utf-8")
     # A failure report of an earlier version must not sit beside this success.
     _delete_if_exists(s3, bucket, failure_key(source["key"]))
     return {
@@ -804,6 +904,7 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
         "bucket": bucket,
         "result_key": job["result_key"],
         "summary_key": summary_out,
+        "report_key": report_key(source["key"]),
     }
 
 
@@ -881,6 +982,6 @@ def write_failure_report(
     else:
         key = failure_key(source["key"])
         _put_json(s3, bucket, key, report)
-        for stale in (result_key(source["key"]), summary_key(source["key"])):
+        for stale in (result_key(source["key"]), summary_key(source["key"]), report_key(source["key"])):
             _delete_if_exists(s3, bucket, stale)
     return {"error": error or "Failed", "reason": reason, "report_key": key}

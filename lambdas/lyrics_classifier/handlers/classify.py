@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..contract import ENV_INTRA_OP_THREADS, ENV_MODEL_DIR
 from ..runtime import Classifier, threads_for_environment
-from ..workflow import classify_range
+from ..workflow import classify_range, load_label_set
 from ._aws import logger, s3_client
 
 DEFAULT_MODEL_DIR = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), "model")
@@ -28,10 +29,31 @@ def current_classifier() -> Classifier:
     return classifier(os.environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR, threads)
 
 
+_label_sets: dict[tuple[int, str], Classifier] = {}  # (model, label set sha256) -> classifier
+_label_sets_lock = threading.Lock()
+MAX_CACHED_LABEL_SETS = 8
+
+
+def classifier_for(job: dict[str, Any]) -> Classifier:
+    """The model's classifier, or the run's label set over it: embedded once per container
+    and label set, so later ranges of the run (and later runs with that set) reuse it."""
+    base = current_classifier()
+    chosen = job.get("label_set")
+    if not chosen:
+        return base
+    key = (id(base), chosen["sha256"])
+    with _label_sets_lock:  # the local runner calls this from parallel threads
+        if key not in _label_sets:
+            if len(_label_sets) >= MAX_CACHED_LABEL_SETS:
+                _label_sets.pop(next(iter(_label_sets)))
+            _label_sets[key] = base.with_labels(load_label_set(s3_client(), job))
+        return _label_sets[key]
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """event: {"job": <Split's job: source, encoding, upload, ...>, "range": {"index", "start", "end", "first_line"}}"""
     logger.append_keys(run_id=event["job"]["run_id"], range=event["range"]["index"])
-    result = classify_range(s3_client(), current_classifier(), job=event["job"], byte_range=event["range"])
+    result = classify_range(s3_client(), classifier_for(event["job"]), job=event["job"], byte_range=event["range"])
     logger.info("range classified", extra=result)
     return result

@@ -271,7 +271,7 @@ def _embed(engine, texts: list[str], what: str, unit: bool = True):
 
     from .graph import EMBEDDING
 
-    vectors, errors, _ = engine.pooled(texts, EMBEDDING)
+    vectors, errors, _ = engine.pooled(texts, EMBEDDING, alone=True)  # as the runtime embeds descriptions
     if any(errors):
         index = next(i for i, e in enumerate(errors) if e)
         raise UserError(f"{what} could not be embedded ({errors[index]}): {texts[index][:60]!r}")
