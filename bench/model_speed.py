@@ -176,7 +176,7 @@ def main() -> None:
             wall[name] += w
             cpu[name] += c
     accuracy_of = {name: sum(p == g for p, g in zip(preds, genres)) / len(genres) for name, preds in predictions.items()}
-    windows = {name: sum(len(w) for w in clf._engine.windows(texts)[0])
+    windows = {name: clf.count_windows(texts)
                for name, clf in (("runtime", classifier), ("runtime, no dedupe", undeduped), ("english", english))}
     rt_wall, st_wall, en_wall = wall["runtime"], wall["baseline"], wall["english"]
     rt_cpu, one_wall, one_cpu = cpu["runtime"], wall["runtime, 1 thread"], cpu["runtime, 1 thread"]

@@ -482,6 +482,7 @@ def test_function_permissions_are_per_prefix(synth):
     results = _bucket_objects(synth, st.output_bucket, "results/")
     failed = _bucket_objects(synth, st.output_bucket, "failed/")
     inputs = _bucket_objects(synth, st.input_bucket, "")
+    label_sets = _bucket_objects(synth, st.input_bucket, "labels/")
     s3_grants = {
         name: {a: sorted(r) for a, r in _grants(synth, fn.role).items() if a.startswith("s3:")}
         for name, fn in st.functions.items()
@@ -490,7 +491,7 @@ def test_function_permissions_are_per_prefix(synth):
     output_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.output_bucket), "Arn"]})
     both = sorted([input_arn, output_arn])
     assert s3_grants["Split"] == {
-        "s3:GetObject": sorted([inputs, runs]),
+        "s3:GetObject": sorted([inputs, label_sets, runs]),  # label_sets: the upload's labels/<folder>.json
         "s3:GetObjectVersion": [inputs],  # the event's version, never "the latest"
         "s3:PutObject": sorted([runs, results]),  # claim, run.json, manifest; CreateMultipartUpload of the result
         "s3:AbortMultipartUpload": [runs],  # a UTF-16 input's transcoded copy

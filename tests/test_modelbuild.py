@@ -174,7 +174,8 @@ def test_the_english_encoder_is_one_option_away(minilm_model_dir: Path) -> None:
 def test_labels_file_forms(tmp_path: Path) -> None:
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps(["jazz", "metal"]))
-    assert load_labels(listed)["labels"] == {"jazz": ["jazz"], "metal": ["metal"]}
+    # names only: the default template makes the descriptions, as for labels given at run time
+    assert load_labels(listed)["labels"] == {"jazz": ["this is a jazz song"], "metal": ["this is a metal song"]}
     mapping = tmp_path / "map.json"
     mapping.write_text(json.dumps({"happy": ["a happy song", "joy"], "sad": "a sad song"}))
     spec = load_labels(mapping)

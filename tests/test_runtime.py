@@ -93,9 +93,9 @@ def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None
     lines = [f"line {i}: " + " ".join(f"word{i}x{j}" for j in range(4)) for i in range(12)]
     (windows,), (error,) = engine.windows(["\n".join(lines)])
     assert error is None
-    assert 2 <= len(windows) <= engine.max_windows
+    assert 2 <= len(windows) <= engine.default_windows.max_windows
     for window in windows:
-        assert len(window.ids) <= engine.max_tokens
+        assert len(window.ids) <= engine.default_windows.max_tokens
         assert window.special_tokens_mask[0] == window.special_tokens_mask[-1] == 1  # <s> ... </s>
     # every token of the lyric exactly once, in order, and no line cut in two
     content = [t for w in windows for t, special in zip(w.ids, w.special_tokens_mask) if not special]
@@ -116,9 +116,9 @@ def test_a_line_longer_than_a_window_is_cut_into_overlapping_windows(classifier:
     (windows,), (error,) = engine.windows([text])
     assert error is None and len(windows) == 2
     first, second = windows[0].ids, windows[1].ids
-    assert len(first) == engine.max_tokens
+    assert len(first) == engine.default_windows.max_tokens
     # the two windows share `stride` tokens: [CLS] a... [SEP], [CLS] ...a-tail b... [SEP]
-    shared = engine.stride
+    shared = engine.default_windows.stride
     assert first[-1 - shared : -1] == second[1 : 1 + shared]
 
 
@@ -127,13 +127,13 @@ def test_windows_are_capped_and_spread_over_the_lyric(classifier: Classifier) ->
     lines = [f"verse line {i} " + " ".join(f"token{i}_{j}" for j in range(10)) for i in range(8000)]
     huge = "\n".join(lines)
     assert len(huge) > 1_000_000
-    prepared = engine.prepare(huge)
+    prepared = engine.prepare(huge, engine.default_windows)
     assert isinstance(prepared, str)
-    assert len(prepared) <= engine.char_budget + engine.max_windows  # sampled before tokenising
+    assert len(prepared) <= engine.default_windows.char_budget + engine.default_windows.max_windows  # sampled before tokenising
     assert "verse line 0 " in prepared and "token7999_9" in prepared  # beginning and end
     (prediction,) = classifier.classify([huge])
     assert prediction.error is None
-    assert prediction.windows == engine.max_windows
+    assert prediction.windows == engine.default_windows.max_windows
 
 
 def test_repeated_lines_are_encoded_once(classifier: Classifier) -> None:
