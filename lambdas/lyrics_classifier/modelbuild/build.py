@@ -443,15 +443,22 @@ def train(
     cache_dir: Path | None = None,
     force: bool = False,
     log: Log = print,
+    report: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit a logistic-regression head on sentence embeddings, bake it into the graph."""
+    """Fit a logistic-regression head on sentence embeddings, bake it into the graph. With
+    `report`, also write metrics.json and report.html there (evaluation.py) for the out-of-fold
+    predictions of the cross-validation: every row scored by a head fitted without its fold. An
+    up-to-date model is kept, but embedded again for a report."""
     import numpy as np
     import onnx
 
+    from ..evaluation import prepare_report_dir
     from .graph import EMBEDDING, append_linear_head
 
     options.check()
     out = Path(out)
+    # an output, not an input (never in the hash); checked before anything costly
+    report_dir = prepare_report_dir(report) if report is not None else None
     texts, labels, skipped = read_labelled_csv(Path(csv_path), label_column, text_column)
     classes = sorted(set(labels))
     if len(classes) < 2:
@@ -478,38 +485,73 @@ def train(
             "code": enc.code_hash(*_CODE_MODULES, "lyrics_classifier.modelbuild.commands"),
         }
     )
-    if not force and _up_to_date(out, input_hash):
+    up_to_date = not force and _up_to_date(out, input_hash)
+    if up_to_date:
         config = json.loads((out / "config.json").read_text())
         log(f"{out}: up to date (cross-validated accuracy {config['head']['cv_accuracy']:.3f})")
-        return config["head"]
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+        if report_dir is None:
+            return config["head"]
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
+
+    from ..runtime import GROUP_TEXTS
 
     embedder = _embedder(source, cache, options, log)
+    engine = _engine(embedder, source, options)
     log(f"embedding {len(texts)} texts ({skipped} rows skipped: empty text or label)")
-    features, errors, _ = _engine(embedder, source, options).pooled(texts, EMBEDDING)
-    assert not any(errors)
+    # In the runtime's groups of texts (as Classifier.embed), a progress line per group. Under
+    # packed windows the grouping shapes the embeddings (int8 activations are scaled per batch).
+    chunks = []
+    for start in range(0, len(texts), GROUP_TEXTS):
+        pooled, errors, _ = engine.pooled(texts[start : start + GROUP_TEXTS], EMBEDDING)
+        assert not any(errors) and pooled is not None  # read_labelled_csv skips empty texts
+        chunks.append(pooled)
+        log(f"  embedded {start + len(pooled)}/{len(texts)} texts")
+    features = np.concatenate(chunks)
     y = np.array([classes.index(label) for label in labels])
 
     k = max(2, min(folds, smallest))
-    scores = cross_val_score(logistic_regression(regularization), features, y, cv=StratifiedKFold(k, shuffle=True, random_state=0))
-    log(f"cross-validated accuracy ({k} folds): {scores.mean():.3f} ± {scores.std():.3f} "
-        f"({', '.join(f'{s:.2f}' for s in scores)})")
-    weight, bias = fit_logistic(features, y, len(classes), regularization)
-    graph = append_linear_head(onnx.load(str(embedder)), weight, bias)
-    head = {
-        "type": "logistic regression on the sentence embedding (scikit-learn), softmax",
-        "C": regularization,
-        "trained_on": {"file": Path(csv_path).name, "rows": len(texts), "skipped": skipped,
-                       "label_column": label_column, "counts": counts},
-        "cv_folds": k,
-        "cv_accuracy": round(float(scores.mean()), 4),
-        "cv_accuracy_std": round(float(scores.std()), 4),
-    }
-    config = _base_config("trained", f"lyrics-{label_column}-trained", classes, source, options)
-    config["head"] = head
-    config["input_hash"] = input_hash
-    sha = _write(out, graph, source, config)
-    log(f"{out}: trained head for {', '.join(classes)} (model.onnx sha256 {sha[:12]})")
+    cv = StratifiedKFold(k, shuffle=True, random_state=0)  # the report's folds are the score's folds
+    if up_to_date:
+        head = config["head"]
+        sha = config.get("model_sha256")
+    else:
+        scores = cross_val_score(logistic_regression(regularization), features, y, cv=cv)
+        log(f"cross-validated accuracy ({k} folds): {scores.mean():.3f} ± {scores.std():.3f} "
+            f"({', '.join(f'{s:.2f}' for s in scores)})")
+        weight, bias = fit_logistic(features, y, len(classes), regularization)
+        graph = append_linear_head(onnx.load(str(embedder)), weight, bias)
+        head = {
+            "type": "logistic regression on the sentence embedding (scikit-learn), softmax",
+            "C": regularization,
+            "trained_on": {"file": Path(csv_path).name, "rows": len(texts), "skipped": skipped,
+                           "label_column": label_column, "counts": counts},
+            "cv_folds": k,
+            "cv_accuracy": round(float(scores.mean()), 4),
+            "cv_accuracy_std": round(float(scores.std()), 4),
+        }
+        config = _base_config("trained", f"lyrics-{label_column}-trained", classes, source, options)
+        config["head"] = head
+        config["input_hash"] = input_hash
+        sha = _write(out, graph, source, config)
+        log(f"{out}: trained head for {', '.join(classes)} (model.onnx sha256 {sha[:12]})")
+    if report_dir is not None:
+        from ..evaluation import compute_metrics, prediction_rows, write_report
+
+        held_out = cross_val_predict(logistic_regression(regularization), features, y, cv=cv, method="predict_proba")
+        probabilities = [tuple(float(p) for p in row) for row in held_out]
+        predicted = [classes[int(row.argmax())] for row in held_out]
+        metrics = compute_metrics(classes, labels, probabilities, predicted)
+        metrics["method"] = (f"out-of-fold: each row scored by a head fitted on the other {k - 1} of the {k} "
+                             "cross-validation folds (rows: the training rows, skipped rows not counted)")
+        metrics["input"] = {"file": str(csv_path), "label_column": label_column,
+                            "text_column": text_column or "the first of lyrics, lyric, text", "rows_skipped": skipped}
+        metrics["model"] = {"name": config["name"], "dir": str(out), "sha256": sha}
+        metrics["cross_validation"] = {"folds": k, "accuracy_mean_of_folds": head["cv_accuracy"]}
+        rows = prediction_rows(classes, texts, labels, probabilities, predicted)
+        _, html_path = write_report(report_dir, metrics, rows,
+                                    title=f"Cross-validation of {config['name']} on {Path(csv_path).name}")
+        log(f"out-of-fold accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro']['f1']:.3f}, "
+            f"ECE {metrics['calibration']['ece']:.3f}; report: {html_path}")
     return head
 
 

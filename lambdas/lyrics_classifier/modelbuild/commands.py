@@ -108,6 +108,7 @@ def train_command(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         force=args.force,
         log=_log,
+        report=args.report,
     )
     return 0
 
@@ -135,7 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit a classification head on a labelled CSV and bake it into a model directory",
         description="Embed every text with the sentence encoder, fit a logistic-regression head "
                     "(scikit-learn), print its cross-validated accuracy and write a model "
-                    "directory in the same format as build-model.",
+                    "directory in the same format as build-model. With --report, also write the "
+                    "evaluation report of the cross-validation's held-out predictions.",
+        epilog="example: lyrics-classifier train samples/lyrics.csv --label-column genre "
+               "--out models/genres --report reports/genres/",
     )
     fit.add_argument("csv", type=Path, help="labelled CSV with a header row")
     fit.add_argument("--label-column", required=True, metavar="NAME", help="the column holding the labels")
@@ -145,5 +149,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
     fit.add_argument("--C", type=float, default=1.0,
                      help="inverse regularisation strength of the logistic regression (default: 1.0)")
+    fit.add_argument("--report", type=Path, metavar="DIR",
+                     help="write DIR/metrics.json and DIR/report.html (as `evaluate` does) for the out-of-fold "
+                          "predictions: each row scored by a head fitted without its fold")
     _window_options(fit)
     fit.set_defaults(func=train_command)
