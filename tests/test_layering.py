@@ -3,6 +3,7 @@ classifier runtime never imports the AWS side or the model-building side."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,6 +33,26 @@ def test_the_runtime_imports_neither_aws_nor_model_building() -> None:
     loaded = imported_after("lyrics_classifier.runtime")
     for unwanted in ("boto3", "moto", "torch", "transformers", "onnx", "lyrics_classifier.modelbuild"):
         assert unwanted not in loaded, unwanted
+
+
+def test_the_workflow_functions_import_without_the_classifiers_dependencies() -> None:
+    """Split, Merge and ReportFailure ship without numpy, onnxruntime or tokenizers
+    (lambdas/requirements-workflow.txt): importing them must not need those."""
+    blocked = ("numpy", "onnxruntime", "tokenizers", "py3langid", "matplotlib")
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}: raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import lyrics_classifier.handlers.split, lyrics_classifier.handlers.merge, "
+        "lyrics_classifier.handlers.report_failure, lyrics_classifier.report\n"
+        "from lyrics_classifier.labelset import inline\n"
+        "inline('a,b')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_wheel_carries_the_workflow_and_the_label_data(tmp_path) -> None:

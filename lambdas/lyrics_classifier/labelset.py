@@ -22,11 +22,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # Split reads label sets in a Lambda asset without numpy: only the head needs it
+    import numpy as np
 
 # The best of six templates on the genre samples given by name (46.0% against 43.9% for
 # "a {} song": within noise; `python bench/labels.py`); it reads well for moods and genres.
@@ -220,6 +221,8 @@ def label_prototypes(descriptions: np.ndarray, owner: list[int], labels: int, ce
     """(prototypes [L, H], centre [H]): each label's prototype is the mean of its description
     embeddings; with `centre`, the mean of the prototypes (what all labels share: "this is a
     song") is subtracted first. Prototypes are then normalised to unit length."""
+    import numpy as np
+
     owner_array = np.asarray(owner)
     prototypes = np.stack([descriptions[owner_array == i].mean(axis=0) for i in range(labels)])
     mean = prototypes.mean(axis=0) if centre else np.zeros(prototypes.shape[1], dtype=np.float32)
@@ -242,6 +245,8 @@ class ZeroShotHead:
     @classmethod
     def fit(cls, label_set: LabelSet, description_vectors: np.ndarray) -> ZeroShotHead:
         """From the unit embeddings of every description, in label order."""
+        import numpy as np
+
         owner = [i for i, label in enumerate(label_set.labels) for _ in label_set.descriptions[label]]
         prototypes, centre = label_prototypes(description_vectors, owner, len(label_set.labels), label_set.centre)
         bias = (np.array([label_set.bias[label] for label in label_set.labels], dtype=np.float32)
@@ -250,6 +255,8 @@ class ZeroShotHead:
 
     def with_reference(self, embeddings: np.ndarray) -> ZeroShotHead:
         """This head able to score labels independently, against these reference lyrics."""
+        import numpy as np
+
         reference = np.sort(self.logits(embeddings).T, axis=1)
         return ZeroShotHead(self.prototypes, self.centre, self.temperature, self.bias, reference)
 
@@ -262,6 +269,8 @@ class ZeroShotHead:
         label than this lyric is (0.95: nearer to "sad" than 95% of them). A label's score
         depends on that label alone, whatever else is in the set, and means the same for a
         label named in two words or described in fifty sentences."""
+        import numpy as np
+
         assert self.reference is not None
         logits = self.logits(embeddings)
         count = self.reference.shape[1]
