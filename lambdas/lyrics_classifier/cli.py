@@ -15,6 +15,7 @@ _AREAS = (
     "lyrics_classifier.predict",  # predict
     "lyrics_classifier.local",  # run
     "lyrics_classifier.deployed",  # submit, status
+    "lyrics_classifier.serve",  # serve
     "lyrics_classifier.evaluation",  # evaluate
 )
 
