@@ -43,6 +43,7 @@ bench: model
 	$(PY) bench/model_speed.py
 	$(PY) bench/languages.py --model $(MODEL) --model models/minilm
 	$(PY) bench/labels.py --model $(MODEL)
+	$(PY) bench/load.py
 	$(PY) bench/workflow_scale.py --sizes-gb $(BENCH_SIZES_GB)
 
 synth: model node_modules/.installed
