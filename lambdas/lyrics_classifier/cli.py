@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import UserError
@@ -50,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(("\n" if sys.stderr.isatty() else "") + "interrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Leave at once: worker threads (onnxruntime's, the state machine interpreter's) may
+        # still be running, and tearing the interpreter down under them aborts the process.
+        # Nothing is half-written: outputs are only written when a command has finished.
+        os._exit(130)
 
 
 if __name__ == "__main__":

@@ -89,12 +89,14 @@ def _aws_errors() -> tuple[type[Exception], ...]:
 
 
 def stack_outputs(session, stack: str) -> dict[str, str]:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     try:
         response = session.client("cloudformation").describe_stacks(StackName=stack)
     except (NoCredentialsError, NoRegionError) as exc:
         raise UserError(f"{exc} (configure AWS credentials and a region, or pass --profile/--region)") from None
+    except BotoCoreError as exc:  # no network, a wrong endpoint, a proxy refusing...
+        raise UserError(f"cannot reach AWS: {exc}") from None
     except ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if "does not exist" in message:

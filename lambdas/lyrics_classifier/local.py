@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -281,6 +282,20 @@ def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Pat
     return csv_path, csv_path.with_name(f"{base}.summary.json"), csv_path.with_name(f"{base}.error.json")
 
 
+def check_writable(*paths: Path) -> None:
+    """Before any work: every output's folder exists (or is created) and takes files, and no
+    output names a directory. Raises ValueError with what to change."""
+    for path in paths:
+        if path.is_dir():
+            raise ValueError(f"--output: {path} is a directory; name a file, e.g. {path / 'songs.classified.csv'}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot write to {path.parent} ({exc.strerror or exc}); choose another --output") from None
+
+
 def report_path(summary_path: Path) -> Path:
     """<name>.report.html beside <name>.summary.json."""
     name = summary_path.name
@@ -325,9 +340,15 @@ def run_workflow(
     concurrency = concurrency or cpu_count()
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
+    try:
+        with open(input_path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise FileNotFoundError(f"{input_path}: cannot read it ({exc.strerror or exc})") from None
     csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
     if csv_path.resolve() == input_path.resolve():
         raise ValueError(f"--output {csv_path} is the input file; choose another name")
+    check_writable(csv_path, summary_path, error_path, report_path(summary_path))
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     if not (model_dir / "model.onnx").is_file():
         raise FileNotFoundError(

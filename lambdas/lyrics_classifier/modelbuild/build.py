@@ -9,9 +9,7 @@ encoder export is cached separately (see encoder.py), keyed by source, tools and
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -201,6 +199,18 @@ def _embedder(source: enc.Source, cache: Path, options: Options, log: Log) -> Pa
     return variants[options.variant]
 
 
+def check_out_dir(out: Path) -> None:
+    """Before any work: --out is a directory, or can become one."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a directory for the model (it holds model.onnx, ...)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def _write(out: Path, model, source: enc.Source, config: dict[str, Any]) -> str:
     """model.onnx, tokenizer.json, config.json into `out`, config last (it is the marker of
     a complete build). Returns the sha256 of model.onnx."""
@@ -322,6 +332,7 @@ def build_model(
 
     options.check()
     out = Path(out)
+    check_out_dir(out)
     cache = Path(cache_dir) if cache_dir else enc.default_cache_dir()
     source = enc.resolve_source(encoder, source_dir, cache)
     spec = load_labels(labels_file, encoder)
@@ -389,44 +400,14 @@ def build_model(
 
 
 def read_labelled_csv(path: Path, label_column: str, text_column: str | None) -> tuple[list[str], list[str], int]:
-    """(texts, labels, rows skipped for an empty text or label)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: {exc.strerror or exc}") from exc
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc})") from exc
-    reader = csv.reader(io.StringIO(content, newline=""))
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"{path}: empty file (expected a header row)")
-    lowered = [h.strip().lower() for h in header]
-    if label_column.strip().lower() not in lowered:
-        raise UserError(f"{path}: no column {label_column!r} (columns: {', '.join(header)})")
-    label_index = lowered.index(label_column.strip().lower())
-    if text_column:
-        if text_column.strip().lower() not in lowered:
-            raise UserError(f"{path}: no column {text_column!r} (columns: {', '.join(header)})")
-        text_index = lowered.index(text_column.strip().lower())
-    else:
-        found = [c for c in TEXT_COLUMNS if c in lowered]
-        if not found:
-            raise UserError(f"{path}: no lyrics, lyric or text column; name it with --text-column")
-        text_index = lowered.index(found[0])
-    texts, labels, skipped = [], [], 0
-    for row in reader:
-        if len(row) <= max(text_index, label_index):
-            skipped += 1
-            continue
-        text, label = row[text_index], row[label_index].strip()
-        if not text.strip() or not label:
-            skipped += 1
-            continue
-        texts.append(text)
-        labels.append(label)
-    return texts, labels, skipped
+    """(texts, labels, rows skipped for an empty text or label), read strictly as `evaluate`
+    reads (an unclosed quote or a short row is an error naming its line, never merged rows)."""
+    from ..evaluation import read_labelled_rows
+
+    rows = read_labelled_rows(path, label_column, text_column)
+    kept = [(text, label) for text, label in zip(rows.texts, rows.labels, strict=True) if text.strip()]
+    skipped = rows.rows_without_label + len(rows.texts) - len(kept)
+    return [text for text, _ in kept], [label for _, label in kept], skipped
 
 
 def train(
@@ -457,6 +438,7 @@ def train(
 
     options.check()
     out = Path(out)
+    check_out_dir(out)
     # an output, not an input (never in the hash); checked before anything costly
     report_dir = prepare_report_dir(report) if report is not None else None
     texts, labels, skipped = read_labelled_csv(Path(csv_path), label_column, text_column)
