@@ -87,3 +87,64 @@ def test_train_reads_csv_strictly(tmp_path):
     bad.write_text('lyrics,genre\n"never closed,rock\nfine,pop\nalso fine,pop\n', encoding="utf-8")
     one_line_error(cli("train", str(bad), "--label-column", "genre", "--out", str(tmp_path / "m")),
                    2, "line 2: a quoted field is never closed")
+
+
+def run_file(tmp_path: Path, content: str, *extra: str) -> subprocess.CompletedProcess:
+    source = tmp_path / "songs.csv"
+    source.write_text(content, encoding="utf-8")
+    return cli("run", str(source), "-q", *extra)
+
+
+def test_blank_lines_are_counted_not_lost(tmp_path):
+    done = run_file(tmp_path, "lyrics\nhello my love\n\n\nsecond song here\n   \n")
+    assert done.returncode == 0, done.stderr
+    import json
+
+    summary = json.loads((tmp_path / "songs.summary.json").read_text())
+    assert summary["rows_in"] == 3 and summary["rows_rejected"] == 1  # "   " is an empty lyric in one column
+    assert summary["blank_lines_skipped"] == 2
+    assert "skipped:  2 blank lines (not rows)" in done.stdout
+
+
+def test_a_whitespace_only_last_line_is_a_blank_line_not_a_broken_row(tmp_path):
+    done = run_file(tmp_path, "id,lyrics\n1,hello my love\n   \n")
+    assert done.returncode == 0, done.stderr
+    assert "1 rows" in done.stdout and "skipped:  1 blank line (not rows)" in done.stdout
+
+
+def test_input_columns_named_like_the_added_ones_never_give_duplicate_names(tmp_path):
+    done = run_file(tmp_path, "id,lyrics,label,predicted_label\n1,hello there my love,x,y\n")
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "songs.classified.csv", newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    assert len(header) == len(set(h.lower() for h in header))
+    assert header[:6] == ["id", "lyrics", "label", "predicted_label", "predicted2_label", "predicted2_score"]
+
+
+def test_a_field_over_the_size_limit_is_named_as_such():
+    import io
+
+    from lyrics_classifier.csvfile import MAX_FIELD_BYTES, iter_records
+    from lyrics_classifier.errors import InputError
+
+    text = 'id,lyrics\n1,"' + "x" * (MAX_FIELD_BYTES + 10) + '"\n'
+    with pytest.raises(InputError, match=r"line 2: a field holds more than 16 MiB"):
+        list(iter_records(io.StringIO(text, newline="")))
+
+
+def test_quiet_failure_prints_the_reason_and_no_log_lines(tmp_path):
+    done = run_file(tmp_path, "id,lyrics\n1,a,b\n")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        'error: line 2: 3 fields, but the header has 2 columns; quote fields that contain commas ("like, this")',
+        f"failure report: {tmp_path / 'songs.error.json'}",
+    ]
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path):
+    source = tmp_path / "songs.csv"
+    source.write_text("lyrics\nhello my love\n", encoding="utf-8")
+    # `true` exits at once: by the time the summary is printed, nobody reads the pipe
+    done = subprocess.run(f"{sys.executable} -m lyrics_classifier run {source} -q | true",
+                          shell=True, capture_output=True, text=True, cwd=REPO)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr

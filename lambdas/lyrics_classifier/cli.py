@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except KeyboardInterrupt:
         print(("\n" if sys.stderr.isatty() else "") + "interrupted", file=sys.stderr)
         sys.stdout.flush()

@@ -12,7 +12,7 @@ import codecs
 import csv
 import io
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from .errors import InputError
 
@@ -77,8 +77,10 @@ def open_text(binary: BinaryIO, encoding: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
 
 
-def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1) -> Iterator[Record]:
-    """Yield records with their original text. Blank lines are not records and are skipped."""
+def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1,
+                 on_blank: Callable[[int], None] | None = None) -> Iterator[Record]:
+    """Yield records with their original text. Blank lines are not records: they are skipped,
+    and `on_blank` hears the line number of each (so that they can be counted)."""
     consumed: list[str] = []
     next_start = first_line
 
@@ -103,8 +105,10 @@ def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1) -> It
                 f"line {line}: the file contains NUL bytes, so it is binary or in an "
                 "encoding that was not recognised; save it as UTF-8 CSV"
             )
-        if not fields:
-            continue  # a blank line
+        if not fields:  # a blank line
+            if on_blank is not None:
+                on_blank(line)
+            continue
         yield Record(fields=fields, raw=strip_terminator(raw), line=line)
 
 
@@ -115,7 +119,12 @@ def _count_lines(raw: str) -> int:
 
 def _describe_csv_error(exc: csv.Error, line: int) -> str:
     message = str(exc)
-    if "unexpected end of data" in message or "field larger than field limit" in message:
+    if "field larger than field limit" in message:
+        return (
+            f"line {line}: a field holds more than {MAX_FIELD_BYTES // (1024 * 1024)} MiB of text, the most one "
+            "field may hold (or a quoted field starting there is never closed); shorten that field"
+        )
+    if "unexpected end of data" in message:
         return (
             f"line {line}: a quoted field is never closed (unbalanced double quote); "
             "every field that starts with \" must end with \", and quotes inside it are written \"\""

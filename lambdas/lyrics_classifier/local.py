@@ -567,8 +567,8 @@ def _run_command(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         # The handlers' Powertools loggers read their level when first imported, below.
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-        logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "lyrics-classifier")).setLevel(logging.WARNING)
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "CRITICAL"  # the CLI says what failed, once
+        logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "lyrics-classifier")).setLevel(logging.CRITICAL)
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         # Merge's metrics are disabled locally; Powertools still warns when a failed run adds none.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -647,6 +647,9 @@ def format_summary(result: RunResult) -> str:
     ]
     for reason, count in sorted(summary.get("rejected_by_reason", {}).items()):
         lines.append(f"  rejected: {count:,} x {reason}")
+    if summary.get("blank_lines_skipped"):
+        blank = summary["blank_lines_skipped"]
+        lines.append(f"  skipped:  {blank:,} blank line{'s' if blank != 1 else ''} (not rows)")
     counts = summary.get("label_counts", {})
     if counts:
         lines.append("  labels:   " + ", ".join(f"{label} {count:,}" for label, count in counts.items()))

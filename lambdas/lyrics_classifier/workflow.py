@@ -571,9 +571,11 @@ def output_columns(header: list[str], labels: Sequence[str], multi_label: bool =
     """The appended columns' names; prefixed when the input already has a column of that name."""
     added = [name for name, _ in appended_columns(labels, multi_label=multi_label)]
     existing = {name.strip().lower() for name in header}
-    if existing.intersection(name.lower() for name in added):
-        added = [f"predicted_{name}" for name in added]
-    return added
+    prefix, n = "", 1
+    while existing.intersection(f"{prefix}{name}".lower() for name in added):
+        # "label" taken: predicted_label...; "predicted_label" taken too: predicted2_label...
+        prefix, n = ("predicted_" if n == 1 else f"predicted{n}_"), n + 1
+    return [f"{prefix}{name}" for name in added]
 
 
 def _best_text(field: str, encoding: str) -> tuple[str, str | None]:
@@ -606,7 +608,8 @@ def classify_bytes(
         bom, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
     codec = _codec(encoding)
     text = data.decode(codec, "surrogateescape")
-    records = iter_records(io.StringIO(text, newline=""), first_line=first_line)
+    blank_lines: list[int] = []
+    records = iter_records(io.StringIO(text, newline=""), first_line=first_line, on_blank=blank_lines.append)
     head: list[str] = []
     columns_added = None
     if with_header:
@@ -617,6 +620,9 @@ def classify_bytes(
         head.append(f"{header.raw},{format_row(columns_added)}\n")
     rows, texts, warnings, line_numbers = [], [], [], []
     for record in records:
+        if len(record.fields) != columns and not record.raw.strip():
+            blank_lines.append(record.line)  # spaces only, in a file of several columns: a blank line
+            continue
         if len(record.fields) != columns:
             raise InputError(
                 f"line {record.line}: {len(record.fields)} fields, but the header has {columns} "
@@ -653,6 +659,7 @@ def classify_bytes(
         "labels": dict(labels),
         "languages": dict(languages),
         "warnings": dict(warned),
+        "blank_lines": len(blank_lines),
         "columns_added": columns_added,
         "confidence_counts": confidence,
         "least_confident": least_confident(line_numbers, texts, predictions),
@@ -864,6 +871,8 @@ def merge_results(s3: Any, *, bucket: str, run_id: str) -> dict[str, Any]:
         "rows_rejected": sum(rejected.values()),
         "rejected_by_reason": dict(rejected),
         "rows_with_warnings": sum(warnings.values()),
+        # lines with nothing (or only spaces) on them: not rows, so neither classified nor rejected
+        "blank_lines_skipped": sum(stat.get("blank_lines", 0) for stat in stats),
         "warnings_by_reason": dict(warnings),
         "label_counts": dict(label_counts),
         # ISO 639-1 codes of the classified rows, most frequent first ("unknown": no letters)
