@@ -123,6 +123,29 @@ def test_submit_and_status_work_against_the_local_stack(stack, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert "s3://lyrics-input/submitted.csv" in status.stdout and "SUCCEEDED" in status.stdout
+    listed = subprocess.run([sys.executable, "-m", "lyrics_classifier", "status", "--json"], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    mine = [e for e in json.loads(listed.stdout) if e["input"] == "s3://lyrics-input/submitted.csv"]
+    assert mine and mine[0]["status"] == "SUCCEEDED" and mine[0]["seconds"] > 0
+
+
+def test_submit_download_fetches_the_result_or_the_failure_report(stack, tmp_path):
+    env, _ = stack
+    source = small_csv(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "lyrics_classifier", "submit", str(source), "--key", "fetched.csv",
+                           "--download", str(tmp_path / "got"), "--poll", "0.5"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == [
+        "fetched.classified.csv", "fetched.report.html", "fetched.summary.json"]
+    assert len((tmp_path / "got" / "fetched.classified.csv").read_text().splitlines()) > 8
+    failed = subprocess.run([sys.executable, "-m", "lyrics_classifier", "submit", str(source), "--key",
+                             "missing-labels/x.csv", "--download", str(tmp_path / "bad"), "--poll", "0.5"],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert failed.returncode == 1
+    report = json.loads((tmp_path / "bad" / "x.error.json").read_text())
+    assert "labels/missing-labels.json does not exist" in report["reason"]
 
 
 def test_ctrl_c_stops_the_stack(stack):

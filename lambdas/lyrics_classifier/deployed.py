@@ -41,25 +41,34 @@ FIND_INTERVAL = 2.0  # seconds between searches for the execution of an upload
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default: {DEFAULT_STACK}, or $LYRICS_CLASSIFIER_STACK)"
+        "--stack", default=DEFAULT_STACK, metavar="NAME",
+        help=f"CloudFormation stack name (default: {DEFAULT_STACK}, or $LYRICS_CLASSIFIER_STACK)"
     )
-    common.add_argument("--region", help="AWS region (default: from your AWS configuration)")
-    common.add_argument("--profile", help="AWS named profile")
+    common.add_argument("--region", metavar="REGION", help="AWS region (default: from your AWS configuration)")
+    common.add_argument("--profile", metavar="NAME", help="AWS named profile")
 
     submit = subparsers.add_parser(
         "submit",
         parents=[common],
         help="upload a CSV to a deployed stack and find (or follow) its execution",
         description="Upload a CSV to the stack's input bucket; the upload starts a workflow execution, "
-        "which this command finds and, with --wait, follows to the result.",
+        "which this command finds and, with --wait, follows to the result. Works against "
+        "`lyrics-classifier serve` too (set AWS_ENDPOINT_URL).",
+        epilog="examples: lyrics-classifier submit songs.csv --wait; "
+               "lyrics-classifier submit songs.csv --key moods/songs.csv --download results/",
     )
     submit.add_argument("csv", type=Path, help="the CSV of lyrics to classify")
-    submit.add_argument("--key", help="object key in the input bucket (default: <input prefix><file name>)")
+    submit.add_argument("--key", metavar="KEY",
+                        help="object key in the input bucket (default: <input prefix><file name>; "
+                             "a folder selects the label set labels/<folder>.json)")
     submit.add_argument("--wait", action="store_true", help="follow the execution until it ends")
-    submit.add_argument(
-        "--find-timeout", type=float, default=120.0, help="seconds to wait for the execution to appear (default 120)"
-    )
-    submit.add_argument("--poll", type=float, default=5.0, help="seconds between status checks with --wait (default 5)")
+    submit.add_argument("--download", type=Path, metavar="DIR",
+                        help="follow the execution (as --wait) and download the classified CSV, its summary "
+                             "and run report into DIR (or the failure report when the run fails)")
+    submit.add_argument("--find-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="how long to wait for the execution to appear (default: 120)")
+    submit.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                        help="between status checks while following (default: 5)")
     submit.set_defaults(func=cmd_submit)
 
     status = subparsers.add_parser(
@@ -67,8 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parents=[common],
         help="list recent executions of a deployed stack",
         description="List the most recent workflow executions: status, input file, start time and duration.",
+        epilog="examples: lyrics-classifier status --limit 20; lyrics-classifier status --json | jq '.[0]'",
     )
-    status.add_argument("--limit", type=int, default=10, help="how many executions (default 10)")
+    status.add_argument("--limit", type=int, default=10, metavar="N", help="how many executions (default: 10)")
+    status.add_argument("--json", action="store_true",
+                        help="a JSON list instead of a table: name, status, started, stopped, seconds, input, arn")
     status.set_defaults(func=cmd_status)
 
 
@@ -164,9 +176,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 1
     print(f"execution {execution['name']} {execution['status']}")
     print(f"  console: {console_url(execution['executionArn'])}")
-    if not args.wait:
+    if not (args.wait or args.download):
         return 0
-    return follow(sfn, execution["executionArn"], outputs, poll=args.poll)
+    code, result = follow(sfn, execution["executionArn"], outputs, poll=args.poll)
+    if args.download:
+        download(s3, outputs, key, result, Path(args.download))
+    return code
+
+
+def download(s3, outputs: dict[str, str], key: str, result: dict[str, Any], folder: Path) -> None:
+    """The run's outputs into `folder`: the classified CSV, summary and report, or the failure report."""
+    from .workflow import failure_key
+
+    bucket = result.get("bucket") or outputs["OutputBucketName"]
+    keys = [result[k] for k in ("result_key", "summary_key", "report_key") if result.get(k)] or [failure_key(key)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in keys:
+        target = folder / name.rsplit("/", 1)[-1]
+        try:
+            s3.download_file(bucket, name, str(target))
+        except _aws_errors() as exc:
+            raise UserError(f"cannot download s3://{bucket}/{name}: {exc}") from None
+        print(f"  downloaded {target}")
 
 
 def execution_input_names(payload: str | None, bucket: str, key: str, version_id: str | None) -> bool:
@@ -227,8 +258,8 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def follow(sfn, execution_arn: str, outputs: dict[str, str], *, poll: float) -> int:
-    """Print progress until the execution ends; 0 when it succeeded."""
+def follow(sfn, execution_arn: str, outputs: dict[str, str], *, poll: float) -> tuple[int, dict[str, Any]]:
+    """Print progress until the execution ends; (0 when it succeeded, else 1; its output)."""
     last = None
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
@@ -253,12 +284,12 @@ def follow(sfn, execution_arn: str, outputs: dict[str, str], *, poll: float) -> 
             print(f"  result:  s3://{out_bucket}/{result['result_key']}")
         if result.get("summary_key"):
             print(f"  summary: s3://{out_bucket}/{result['summary_key']}")
-        return 0
+        return 0, result
     print(f"{status.lower().replace('_', ' ')}: {described.get('error') or status}")
     if described.get("cause"):
         print(f"  reason: {described['cause']}")
     print(f"  failure reports: s3://{outputs['OutputBucketName']}/failed/")
-    return 1
+    return 1, {}
 
 
 def _map_progress(sfn, execution_arn: str) -> str | None:
@@ -298,6 +329,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         executions = sfn.list_executions(stateMachineArn=arn, maxResults=max(1, min(args.limit, 1000)))["executions"]
     except _aws_errors() as exc:
         raise UserError(f"cannot list executions: {exc}") from None
+    if args.json:
+        listed = []
+        for execution in executions:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            stop = execution.get("stopDate")
+            listed.append({
+                "name": execution["name"],
+                "status": execution["status"],
+                "started": _aware(execution["startDate"]).isoformat(),
+                "stopped": _aware(stop).isoformat() if stop else None,
+                "seconds": round(((_aware(stop) if stop else datetime.now(timezone.utc))
+                                  - _aware(execution["startDate"])).total_seconds(), 3),
+                "input": _input_key(described.get("input")),
+                "arn": execution["executionArn"],
+            })
+        print(json.dumps(listed, indent=1))
+        return 0
     print(f"state machine: {console_url(arn)}")
     print(f"input:  s3://{outputs['InputBucketName']}/{_optional(outputs.get('InputPrefix'))}*{_optional(outputs.get('InputSuffix'))}")
     print(f"output: s3://{outputs['OutputBucketName']}/results/")
