@@ -148,3 +148,20 @@ def test_a_closed_pipe_is_no_traceback(tmp_path):
     done = subprocess.run(f"{sys.executable} -m lyrics_classifier run {source} -q | true",
                           shell=True, capture_output=True, text=True, cwd=REPO)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["build-model", "train", "predict", "run", "evaluate", "submit", "status", "serve"])
+def test_every_command_explains_itself(command):
+    """--help: a description, an example, each default said once and never None/False, and
+    the same option names with the same metavars wherever they recur."""
+    done = cli(command, "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "example" in text.lower()
+    assert "(default: None)" not in text and "(default: False)" not in text and ") (default:" not in text
+    # build-model bakes a label set file into a model; elsewhere --labels also takes names
+    labels = "FILE" if command == "build-model" else "FILE|NAMES"
+    for option, metavar in (("--model", "DIR"), ("--text-column", "NAME"), ("--labels", labels),
+                            ("--stack", "NAME"), ("--concurrency", "N")):
+        if f"{option} " in text:
+            assert f"{option} {metavar}" in text, (option, metavar)
