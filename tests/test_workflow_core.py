@@ -335,16 +335,39 @@ def csv_files(draw):
     return buffer.getvalue(), rows, lyrics_at
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(generated=csv_files(), bom=st.booleans())
-def test_every_row_once_in_order_with_original_columns(classifier, generated, bom):
+def encoded(text: str, encoding: str, bom: bool) -> bytes:
+    """The file's bytes as a user's tool would save them; UTF-16 always with its BOM (how
+    Excel and Notepad write it), Windows-1252 only where that is not also valid UTF-8."""
+    from hypothesis import assume
+
+    if encoding == "utf-16":
+        return text.encode("utf-16")  # BOM + native order
+    if encoding == "cp1252":
+        try:
+            data = text.encode("cp1252")
+        except UnicodeEncodeError:
+            assume(False)
+        try:  # bytes that are also valid UTF-8 are UTF-8: they would be read as such
+            data.decode("utf-8")
+            assume(text.isascii())
+        except UnicodeDecodeError:
+            pass
+        return data
+    return (codecs.BOM_UTF8 if bom else b"") + text.encode("utf-8")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.filter_too_much])
+@given(generated=csv_files(), bom=st.booleans(), encoding=st.sampled_from(["utf-8", "utf-16", "cp1252"]))
+def test_every_row_once_in_order_with_original_columns(classifier, generated, bom, encoding):
+    """Rows in = rows out, every row's text kept, whatever the file's encoding (UTF-16 and
+    Windows-1252 come out as UTF-8)."""
     text, rows, lyrics_at = generated
-    data = ("\ufeff" if bom else "") + text
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=IN)
         s3.create_bucket(Bucket=OUT)
-        output, merged = run_steps(s3, classifier, data.encode("utf-8"))
+        output, merged = run_steps(s3, classifier, encoded(text, encoding, bom))
     inputs = list(iter_records(io.StringIO(text, newline="")))[1:]
     outputs = records(output)[1:]
     assert len(outputs) == len(rows) == merged["rows_in"]
