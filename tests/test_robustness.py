@@ -165,3 +165,16 @@ def test_every_command_explains_itself(command):
                             ("--stack", "NAME"), ("--concurrency", "N")):
         if f"{option} " in text:
             assert f"{option} {metavar}" in text, (option, metavar)
+
+
+def test_predict_refuses_undecodable_argv_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "lyrics_classifier", "predict", b"caf\xe9 con leche, mi amor"],
+                          capture_output=True, text=True, cwd=REPO)
+    one_line_error(done, 2, "TEXT 1 is not UTF-8 (byte 3: b'\\xe9')")
+
+
+def test_the_classifier_takes_text_with_undecodable_bytes_kept_as_surrogates(default_model_dir):
+    from lyrics_classifier.runtime import Classifier
+
+    (prediction,) = Classifier.load(default_model_dir, threads=1).classify(["caf\udce9 con leche, mi amor"])
+    assert prediction.error is None and prediction.label is not None

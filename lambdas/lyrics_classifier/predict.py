@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -144,6 +145,13 @@ def predict_command(args: argparse.Namespace) -> int:
         raise UserError("give one or more lyrics, `-` to read one from stdin, or --lines / --jsonl")
     if texts.count("-") > 1:
         raise UserError("`-` (read the lyric from stdin) can be given once")
+    for number, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # argv bytes that were not UTF-8 (kept as surrogates)
+            at = len(os.fsencode(text[: exc.start]))
+            raise UserError(f"TEXT {number} is not UTF-8 (byte {at}: {os.fsencode(text)[at:at + 1]!r}); "
+                            "pass UTF-8 text, or a file through --lines") from None
     if "-" in texts:
         texts[texts.index("-")] = _read_stdin()
     if args.stdin_format == "lines":

@@ -258,6 +258,10 @@ class _Engine:
             return ("lyrics missing",) if text is None else ("lyrics are not text",)
         if not text.strip():
             return ("empty lyrics",)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (undecodable bytes let through): tokenizers refuses them
+            text = text.encode("utf-8", "replace").decode("utf-8")
         if windows.dedupe:  # before sampling, so that the sample is of distinct lines
             text = dedupe_lines(text)
         return sample_text(text, windows.char_budget, windows.max_windows)
