@@ -178,3 +178,7 @@ def test_the_classifier_takes_text_with_undecodable_bytes_kept_as_surrogates(def
 
     (prediction,) = Classifier.load(default_model_dir, threads=1).classify(["caf\udce9 con leche, mi amor"])
     assert prediction.error is None and prediction.label is not None
+
+
+def test_an_input_that_is_a_directory_says_so(tmp_path):
+    one_line_error(cli("run", str(tmp_path)), 2, "is a directory: give the CSV file")

@@ -333,6 +333,8 @@ def run_workflow(
     from .runtime import default_model_dir
 
     input_path = Path(input_path)
+    if input_path.is_dir():
+        raise FileNotFoundError(f"{input_path} is a directory: give the CSV file to classify")
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such file")
     if range_mb * MIB < MIN_RANGE_BYTES:
