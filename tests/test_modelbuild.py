@@ -226,7 +226,7 @@ def test_train_fits_a_head_and_bakes_it_into_the_graph(tmp_path: Path, capsys) -
     train_accuracy = sum(p.label == g for p, (_, g) in zip(predictions, rows)) / len(rows)
     assert train_accuracy >= 0.9
     assert train(data, label_column="genre", text_column="song", out=out, log=quiet) == head  # cached
-    with pytest.raises(UserError, match="no column 'mood'"):
+    with pytest.raises(UserError, match="no label column 'mood'"):
         train(data, label_column="mood", out=tmp_path / "x", log=quiet)
 
 
