@@ -1,7 +1,7 @@
 """A near-free model directory for the scale benchmark: the workflow's cost without inference.
 
 It has the layout of a Hugging Face sequence-classification export, which
-`lyrics_classifier.runtime.Classifier.load` reads unchanged (design.md, "Model directory"):
+`lyrics_classifier.runtime.Classifier.load` reads unchanged (README.md, "Model directory"):
 
     model.onnx      inputs input_ids, attention_mask (int64 [batch, seq]); output logits
                     [batch, 5] = mean(ids * mask) * a constant row: a few adds per token

@@ -275,6 +275,7 @@ def test_execution_input_matching(key, version, expected):
     assert deployed.execution_input_names("not json", INPUT_BUCKET, wanted, "v1") is False
 
 
+@pytest.mark.aws
 def test_real_aws_smoke(tmp_path, capsys):
     """Against a deployed stack, only when asked: LYRICS_CLASSIFIER_SMOKE_STACK=<stack name>
     (and AWS credentials/region in the environment). Uploads samples/lyrics.csv under a unique

@@ -127,7 +127,7 @@ def test_changed_options_change_the_cache_key(tmp_path: Path) -> None:
         build_model(out, options=Options(max_tokens=64, stride=40), log=quiet)
 
 
-@pytest.mark.skipif(not SAMPLES.exists(), reason="samples/lyrics.csv not written yet")
+@pytest.mark.slow
 def test_int8_agrees_with_fp32_on_a_lyrics_corpus(tmp_path: Path, default_model_dir: Path) -> None:
     from corpus import make_corpus
 
@@ -203,7 +203,7 @@ def _labelled_rows() -> list[tuple[str, str]]:
         return [(row["lyrics"], row["genre"]) for row in csv.DictReader(handle)]
 
 
-@pytest.mark.skipif(not SAMPLES.exists(), reason="samples/lyrics.csv not written yet")
+@pytest.mark.slow
 def test_train_fits_a_head_and_bakes_it_into_the_graph(tmp_path: Path, capsys) -> None:
     rows = _labelled_rows()
     data = tmp_path / "labelled.csv"
@@ -243,7 +243,7 @@ def test_train_reports_unusable_csvs(tmp_path: Path) -> None:
         train(data, label_column="genre", out=tmp_path / "x", log=quiet)
 
 
-@pytest.mark.skipif(not SAMPLES.exists(), reason="samples/lyrics.csv not written yet")
+@pytest.mark.slow
 def test_accuracy_per_language_on_the_held_out_samples(default_model_dir: Path) -> None:
     """A regression guard (README's table comes from `python bench/languages.py`): the
     default model on the held-out halves, English samples and every other language."""

