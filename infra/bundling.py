@@ -34,6 +34,8 @@ from aws_cdk import aws_lambda as lambda_
 
 from .settings import REPO
 
+from lyrics_classifier.contract import MODEL_ASSET_DIR
+
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 PACKAGE_DIR = REPO / "lambdas" / "lyrics_classifier"
@@ -180,7 +182,7 @@ def assemble(spec: AssetSpec, output_dir: Path) -> None:
     shutil.copytree(PACKAGE_DIR, output_dir / "lyrics_classifier", ignore=_PACKAGE_IGNORE)
     if spec.model_dir is not None:
         check_model_dir(spec.model_dir)
-        shutil.copytree(spec.model_dir, output_dir / "model", ignore=_MODEL_IGNORE, copy_function=_link_or_copy)
+        shutil.copytree(spec.model_dir, output_dir / MODEL_ASSET_DIR, ignore=_MODEL_IGNORE, copy_function=_link_or_copy)
 
 
 @jsii.implements(ILocalBundling)

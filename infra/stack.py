@@ -41,6 +41,7 @@ from lyrics_classifier.contract import (
     FUNCTION_NAMES,
     LABELS_PREFIX,
     MAP_RESULTS_PREFIX,
+    MODEL_ASSET_DIR,
     METRICS_NAMESPACE,
     MIB,
     RESULTS_PREFIX,
@@ -293,7 +294,7 @@ class LyricsClassifierStack(Stack):
                 memory=s.classify_memory_mb,
                 timeout=s.classify_timeout_s,
                 reserved=s.classify_reserved_concurrency,
-                environment={ENV_MODEL_DIR: "/var/task/model"},
+                environment={ENV_MODEL_DIR: f"/var/task/{MODEL_ASSET_DIR}"},
             ),
             "Merge": dict(
                 handler="lyrics_classifier.handlers.merge.handler",

@@ -227,10 +227,12 @@ def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch
     import boto3
     from moto import mock_aws
 
-    for key, value in {"AWS_DEFAULT_REGION": local.REGION, "OUTPUT_BUCKET": local.OUTPUT_BUCKET,
-                       "MODEL_DIR": str(default_model_dir), "POWERTOOLS_METRICS_DISABLED": "true"}.items():
+    from lyrics_classifier.handlers import settings
+
+    for key, value in {"AWS_DEFAULT_REGION": local.REGION, "POWERTOOLS_METRICS_DISABLED": "true"}.items():
         monkeypatch.setenv(key, value)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+    given = settings.Settings(output_bucket=local.OUTPUT_BUCKET, model_dir=str(default_model_dir))
+    with settings.use(given), mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
         router = local.LambdaRouter(local.default_handlers(), local.Progress())

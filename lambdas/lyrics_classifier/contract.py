@@ -28,6 +28,7 @@ ENV_TEXT_COLUMN = "TEXT_COLUMN"
 ENV_INPUT_PREFIX = "INPUT_PREFIX"
 ENV_MODEL_DIR = "MODEL_DIR"
 ENV_INTRA_OP_THREADS = "INTRA_OP_THREADS"
+MODEL_ASSET_DIR = "model"  # the model directory's name inside the classify function's asset
 
 METRICS_NAMESPACE = "LyricsClassifier"
 SERVICE_NAME = "lyrics-classifier"

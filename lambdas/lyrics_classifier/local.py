@@ -32,11 +32,6 @@ from urllib.parse import unquote
 from .predict import add_label_arguments, label_set_from_args
 from .contract import (
     DEFAULT_RANGE_BYTES,
-    ENV_INTRA_OP_THREADS,
-    ENV_MODEL_DIR,
-    ENV_OUTPUT_BUCKET,
-    ENV_RANGE_BYTES,
-    ENV_TEXT_COLUMN,
     FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
     MIB,
@@ -357,16 +352,19 @@ def run_workflow(
             f"no model at {model_dir} (model.onnx is missing): build the default one with "
             f"`lyrics-classifier build-model --out {model_dir}` (or `make model`), or pass --model DIR"
         )
-    environment = {
-        "AWS_DEFAULT_REGION": REGION,
-        ENV_OUTPUT_BUCKET: OUTPUT_BUCKET,
-        ENV_RANGE_BYTES: str(int(range_mb * MIB)),
-        ENV_TEXT_COLUMN: text_column or "",
-        ENV_MODEL_DIR: str(model_dir.resolve()),
-        ENV_INTRA_OP_THREADS: str(max(1, cpu_count() // concurrency)),
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }
-    with patched_environ(environment), deep_recursion():
+    from .handlers import settings
+
+    given = settings.Settings(
+        output_bucket=OUTPUT_BUCKET,
+        range_bytes=int(range_mb * MIB),
+        text_column=text_column or None,
+        model_dir=str(model_dir.resolve()),
+        intra_op_threads=max(1, cpu_count() // concurrency),
+    )
+    # The handlers get their settings as they are; only the AWS SDK's and Powertools' own
+    # configuration comes from the environment (a region for the clients; no metrics locally).
+    sdk = {"AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_DISABLED": "true"}
+    with settings.use(given), patched_environ(sdk), deep_recursion():
         return _execute(
             input_path, csv_path, summary_path, error_path, concurrency,
             handlers, classify_concurrency, on_progress, poll_seconds, label_set,
@@ -465,8 +463,10 @@ def _share_cores(concurrency: int, split: dict[str, Any]) -> None:
     """Parallel ranges share the cores: no more onnxruntime threads than cores in all, and
     all of them for a file of one range. Set before the first Classify call, which loads
     the classifier with this many threads."""
+    from .handlers import settings
+
     parallel = max(1, min(concurrency, split.get("ranges") or 1))
-    os.environ[ENV_INTRA_OP_THREADS] = str(max(1, cpu_count() // parallel))
+    settings.update(intra_op_threads=max(1, cpu_count() // parallel))
 
 
 def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = None) -> dict[str, Any]:

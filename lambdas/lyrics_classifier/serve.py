@@ -24,17 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .contract import (
-    DEFAULT_RANGE_BYTES,
-    ENV_INPUT_PREFIX,
-    ENV_INTRA_OP_THREADS,
-    ENV_MODEL_DIR,
-    ENV_OUTPUT_BUCKET,
-    ENV_RANGE_BYTES,
-    ENV_TEXT_COLUMN,
-    LABELS_PREFIX,
-)
+from .contract import DEFAULT_RANGE_BYTES, LABELS_PREFIX
 from .errors import UserError
+from .handlers import settings
 from .local import (
     ACCOUNT,
     INPUT_BUCKET,
@@ -68,6 +60,7 @@ class LocalStack:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _server: Any = None
+    _previous: Any = None  # the handlers' settings before the stack gave its own
 
     def __enter__(self) -> LocalStack:
         return self
@@ -82,6 +75,7 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+            settings.give(self._previous)
 
 
 def start_stack(
@@ -104,20 +98,23 @@ def start_stack(
                         f"`lyrics-classifier build-model --out {model_dir}` (or `make model`), or pass --model DIR")
     concurrency = concurrency or cpu_count()
     endpoint = f"http://127.0.0.1:{port}"
+    # The AWS SDK's configuration, for this process (it is the stack's only client besides
+    # the user's): every boto3 client, the handlers' too, talks to the local endpoint.
     os.environ.update({
         **CREDENTIALS,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": endpoint,  # every boto3 client of this process, the handlers' too
+        "AWS_ENDPOINT_URL": endpoint,
         "MOTO_PORT": str(port),  # moto's interpreter invokes Lambda through its own endpoint
-        ENV_OUTPUT_BUCKET: OUTPUT_BUCKET,
-        ENV_RANGE_BYTES: str(DEFAULT_RANGE_BYTES),
-        ENV_TEXT_COLUMN: text_column,
-        ENV_INPUT_PREFIX: "",
-        ENV_MODEL_DIR: str(Path(model_dir).resolve()),
-        ENV_INTRA_OP_THREADS: str(max(1, cpu_count() // concurrency)),
         "POWERTOOLS_METRICS_DISABLED": "true",
     })
     os.environ.pop("AWS_PROFILE", None)
+    given = settings.Settings(
+        output_bucket=OUTPUT_BUCKET,
+        range_bytes=DEFAULT_RANGE_BYTES,
+        text_column=text_column or None,
+        model_dir=str(Path(model_dir).resolve()),
+        intra_op_threads=max(1, cpu_count() // concurrency),
+    )
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     try:
         server.start()
@@ -135,7 +132,8 @@ def start_stack(
     except BaseException:
         server.stop()
         raise
-    stack = LocalStack(endpoint, stack_name, outputs, progress, _server=server)
+    # the handlers' settings for the stack's lifetime
+    stack = LocalStack(endpoint, stack_name, outputs, progress, _server=server, _previous=settings.give(given))
     trigger = threading.Thread(target=_trigger_loop, args=(stack, on_event or (lambda _: None)),
                                name="upload-trigger", daemon=True)
     stack._threads.append(trigger)

@@ -1,4 +1,4 @@
-"""What the handlers share: the S3 client (one per container) and settings from the environment."""
+"""What the handlers share: the logger, the S3 client (one per container), the uploaded object of an event."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
-from ..contract import ENV_OUTPUT_BUCKET, SERVICE_NAME
+from ..contract import SERVICE_NAME
+from .events import ObjectCreatedEvent
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME))
 
@@ -22,14 +23,7 @@ def s3_client():
     return boto3.client("s3", config=Config(max_pool_connections=32, retries={"mode": "adaptive", "max_attempts": 8}))
 
 
-def output_bucket() -> str:
-    try:
-        return os.environ[ENV_OUTPUT_BUCKET]
-    except KeyError:
-        raise RuntimeError(f"{ENV_OUTPUT_BUCKET} is not set: the function is misconfigured") from None
-
-
-def event_source(event: dict[str, Any]) -> dict[str, Any]:
+def event_source(event: ObjectCreatedEvent) -> dict[str, Any]:
     """The uploaded object named by an EventBridge "Object Created" event."""
     detail = event["detail"]
     return {

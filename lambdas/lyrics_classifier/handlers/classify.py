@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..contract import ENV_INTRA_OP_THREADS, ENV_MODEL_DIR
 from ..runtime import Classifier, threads_for_environment
 from ..workflow import classify_range, load_label_set
+from . import settings
 from ._aws import logger, s3_client
-
-DEFAULT_MODEL_DIR = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), "model")
+from .events import ClassifyEvent, Job
 
 
 @functools.cache
@@ -23,10 +21,10 @@ def classifier(model_dir: str, threads: int) -> Classifier:
 
 
 def current_classifier() -> Classifier:
-    # INTRA_OP_THREADS lets the local runner share the cores between parallel ranges;
+    # intra_op_threads lets the local runner share the cores between parallel ranges;
     # on Lambda the memory size decides (1 vCPU per 1,769 MB).
-    threads = int(os.environ.get(ENV_INTRA_OP_THREADS) or 0) or threads_for_environment()
-    return classifier(os.environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR, threads)
+    config = settings.current()
+    return classifier(config.model_dir, config.intra_op_threads or threads_for_environment())
 
 
 _label_sets: dict[tuple[int, str], Classifier] = {}  # (model, label set sha256) -> classifier
@@ -34,7 +32,7 @@ _label_sets_lock = threading.Lock()
 MAX_CACHED_LABEL_SETS = 8
 
 
-def classifier_for(job: dict[str, Any]) -> Classifier:
+def classifier_for(job: Job) -> Classifier:
     """The model's classifier, or the run's label set over it: embedded once per container
     and label set, so later ranges of the run (and later runs with that set) reuse it."""
     base = current_classifier()
@@ -51,7 +49,7 @@ def classifier_for(job: dict[str, Any]) -> Classifier:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: ClassifyEvent, context: LambdaContext) -> dict[str, Any]:
     """event: {"job": <Split's job: source, encoding, upload, ...>, "range": {"index", "start", "end", "first_line"}}"""
     logger.append_keys(run_id=event["job"]["run_id"], range=event["range"]["index"])
     result = classify_range(s3_client(), classifier_for(event["job"]), job=event["job"], byte_range=event["range"])

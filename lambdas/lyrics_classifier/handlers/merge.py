@@ -11,13 +11,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..contract import METRICS_NAMESPACE
 from ..workflow import merge_results
 from ._aws import logger, s3_client
+from .events import MergeEvent
 
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     """event: the Split result ({"run_id", "bucket", ...})"""
     logger.append_keys(run_id=event["run_id"])
     result = merge_results(s3_client(), bucket=event["bucket"], run_id=event["run_id"])

@@ -7,11 +7,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..workflow import write_failure_report
-from ._aws import event_source, logger, output_bucket, s3_client
+from . import settings
+from ._aws import event_source, logger, s3_client
+from .events import ReportFailureEvent
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: ReportFailureEvent, context: LambdaContext) -> dict[str, Any]:
     """event: {"event": <the execution state: input event [+ split]>, "run_id", "failure": {"Error", "Cause"}}"""
     state = event["event"]
     split = state.get("split") or {}
@@ -22,7 +24,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(run_id=event["run_id"])
     result = write_failure_report(
         s3_client(),
-        bucket=output_bucket(),
+        bucket=settings.current().output_bucket,
         source=source,
         run_id=event["run_id"],
         error=failure.get("Error", ""),
