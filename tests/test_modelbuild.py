@@ -75,7 +75,7 @@ def test_graph_outputs_and_linear_window_pooling(default_model_dir: Path) -> Non
     session = ort.InferenceSession(str(default_model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits", "probabilities", "sentence_embedding"]
     classifier = Classifier.load(default_model_dir, threads=1)
-    engine = classifier._engine
+    engine = classifier.engine
     text = "\n".join(f"we ride tonight on the highway number {i}, engines roaring loud" for i in range(40))
     (windows,), _ = engine.windows([text])
     assert len(windows) > 2

@@ -89,7 +89,7 @@ def test_input_order_is_preserved_across_length_sorted_batches(classifier: Class
 
 
 def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None:
-    engine = classifier._engine
+    engine = classifier.engine
     lines = [f"line {i}: " + " ".join(f"word{i}x{j}" for j in range(4)) for i in range(12)]
     (windows,), (error,) = engine.windows(["\n".join(lines)])
     assert error is None
@@ -111,7 +111,7 @@ def test_long_lyrics_are_windowed_on_line_breaks(classifier: Classifier) -> None
 
 
 def test_a_line_longer_than_a_window_is_cut_into_overlapping_windows(classifier: Classifier) -> None:
-    engine = classifier._engine
+    engine = classifier.engine
     text = " ".join(f"word{j}" for j in range(100))  # one line of ~200 tokens
     (windows,), (error,) = engine.windows([text])
     assert error is None and len(windows) == 2
@@ -123,7 +123,7 @@ def test_a_line_longer_than_a_window_is_cut_into_overlapping_windows(classifier:
 
 
 def test_windows_are_capped_and_spread_over_the_lyric(classifier: Classifier) -> None:
-    engine = classifier._engine
+    engine = classifier.engine
     lines = [f"verse line {i} " + " ".join(f"token{i}_{j}" for j in range(10)) for i in range(8000)]
     huge = "\n".join(lines)
     assert len(huge) > 1_000_000

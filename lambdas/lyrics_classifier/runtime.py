@@ -65,9 +65,12 @@ REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
 
 __all__ = [
     "Classifier",
+    "Engine",
     "ModelError",
     "Prediction",
+    "Windows",
     "default_model_dir",
+    "model_label_set",
     "threads_for_environment",
 ]
 
@@ -187,8 +190,10 @@ def _pick_windows(count: int, cap: int) -> list[int]:
 _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
-class _Engine:
-    """Tokenisation into windows, length-sorted dynamic-padding batches, one session."""
+class Engine:
+    """Tokenisation into windows, length-sorted dynamic-padding batches, one session. Public
+    for model building (modelbuild runs its embedder graph through it, so that a built head
+    sees exactly what the runtime feeds it); `Classifier` is the interface for classifying."""
 
     def __init__(
         self, model_path: Path, tokenizer_path: Path, config: dict[str, Any], threads: int | None
@@ -417,7 +422,7 @@ class Classifier:
     """A loaded model directory, with the model's own head or a label set chosen at run time
     (`with_labels`). Thread-safe for concurrent `classify` calls."""
 
-    def __init__(self, model_dir: Path, config: dict[str, Any], engine: _Engine,
+    def __init__(self, model_dir: Path, config: dict[str, Any], engine: Engine,
                  label_set: LabelSet | None = None, head: ZeroShotHead | None = None) -> None:
         self.model_dir = model_dir
         self.config = config
@@ -456,7 +461,7 @@ class Classifier:
         config = _read_config(model_dir)
         if dedupe_lines is not None:
             config["dedupe_lines"] = dedupe_lines
-        engine = _Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
+        engine = Engine(model_dir / "model.onnx", model_dir / "tokenizer.json", config, threads)
         load_language_model()
         classifier = cls(model_dir, config, engine)
         return classifier.with_labels(labels) if labels is not None else classifier
@@ -499,6 +504,12 @@ class Classifier:
     @property
     def threads(self) -> int:
         return self._engine.threads
+
+    @property
+    def engine(self) -> Engine:
+        """The tokenising, windowing and batching engine under this classifier (shared by
+        every label set over the same model): for model building and inspection."""
+        return self._engine
 
     def _scores(self, group: Sequence[Any]) -> tuple[np.ndarray | None, list[str | None], list[int]]:
         if self._head is None:

@@ -179,7 +179,7 @@ def _up_to_date(out: Path, input_hash: str) -> bool:
 def _engine(embedder: Path, source: enc.Source, options: Options):
     """The runtime's windowing/batching engine over an embedder graph, one thread (so the
     floats, and hence the model bytes, do not depend on the machine's core count)."""
-    from ..runtime import _Engine
+    from ..runtime import Engine
 
     config = {
         "max_tokens": options.max_tokens,
@@ -189,7 +189,7 @@ def _engine(embedder: Path, source: enc.Source, options: Options):
         "dedupe_lines": options.dedupe_lines,
         "pad_token_id": source.pad_token_id,
     }
-    return _Engine(embedder, source.path / "tokenizer.json", config, threads=1)
+    return Engine(embedder, source.path / "tokenizer.json", config, threads=1)
 
 
 def _embedder(source: enc.Source, cache: Path, options: Options, log: Log) -> Path:
