@@ -37,8 +37,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import SAMPLES, make_corpus  # noqa: E402
 

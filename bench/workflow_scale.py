@@ -385,7 +385,7 @@ def end_to_end_runs(wide_mb: float) -> list[dict]:
         out.append(end_to_end(sample, "samples/lyrics.csv"))
         wide = Path(tmp) / "wide.csv"
         write_wide_csv(wide, int(wide_mb * MB))
-        out.append(end_to_end(wide, f"wide file (short lyric + notes)"))
+        out.append(end_to_end(wide, "wide file (short lyric + notes)"))
     print("(classify+orch.: wall minus Split and Merge; (sum): the ranges' own Classify seconds, added up)")
     return out
 

@@ -12,7 +12,7 @@ import codecs
 import csv
 import io
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import InputError
 
@@ -70,11 +70,6 @@ def fallback_encoding(data: bytes) -> str:
     except UnicodeDecodeError:
         return "latin-1"
     return "cp1252"
-
-
-def open_text(binary: BinaryIO, encoding: str) -> io.TextIOWrapper:
-    # newline="" hands line endings to the csv module untouched, as it requires.
-    return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
 
 
 def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1,

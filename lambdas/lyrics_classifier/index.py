@@ -77,10 +77,6 @@ class RangeIndexer:
         self._start_line = 1
 
     @property
-    def bytes_seen(self) -> int:
-        return self._offset
-
-    @property
     def in_quotes(self) -> bool:
         """True when the bytes fed so far end inside a quoted field (an unclosed quote at EOF)."""
         return self._in_quotes
