@@ -210,7 +210,7 @@ def test_cli_run_help_explains_the_options(tmp_path):
     text = " ".join(done.stdout.split())
     assert "(default: None)" not in text and "(default: False)" not in text
     assert ") (default:" not in text  # each default said once
-    assert "example: lyrics-classifier run " in text and "language" in text
+    assert "examples: lyrics-classifier run " in text and "language" in text
 
 
 def test_cli_version(tmp_path):

@@ -522,10 +522,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "machine (lyrics_classifier/statemachine/workflow.asl.json) in moto's Step Functions interpreter, with "
             "S3 in memory and the real Lambda handlers called in-process. Writes "
             "<name>.classified.csv (every input row once, in order, original columns unchanged, "
-            "plus label, score, prob_<label>..., language, error and warning) and <name>.summary.json beside the "
-            "input. On failure, writes <name>.error.json instead and exits with status 1."
+            "plus label, score, prob_<label>..., language, error and warning), <name>.summary.json and "
+            "<name>.report.html (the run report) beside the input, or beside -o. On failure, writes "
+            "<name>.error.json instead and exits with status 1. Exit status 2: a usage problem, said "
+            "before any work; 130: interrupted."
         ),
-        epilog="example: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv",
+        epilog="examples: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv; "
+               "lyrics-classifier run songs.csv --labels \"happy,sad,angry\" --multi-label",
     )
     parser.add_argument("input", type=Path, help="CSV file with a header row and a lyrics column")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
