@@ -256,6 +256,21 @@ class Engine:
                 self._reference[windows] = self.pooled(read_reference_lyrics(), EMBEDDING, windows)[0]
             return self._reference[windows]
 
+    def rounded_embeddings(self, texts: Sequence[Any], windows: Windows | None = None, unit: bool = True
+                           ) -> tuple[np.ndarray | None, list[str | None]]:
+        """Label descriptions (and build-model's examples) as both build-model and the runtime
+        embed them, so that labels given at run time score as labels built into a graph: each
+        text batched alone (int8 activations are scaled per batch, so a description's
+        embedding must not depend on the others in the set), scaled to unit length with
+        `unit`, rounded to 1e-5 so that last-bit differences between CPU kernels (AVX-512
+        VNNI, AVX2, arm64 dot-product) do not reach the scores or the model bytes."""
+        vectors, errors, _ = self.pooled(texts, EMBEDDING, windows, alone=True)
+        if vectors is None or any(errors):
+            return None, errors
+        if unit:
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.round(vectors, 5).astype(np.float32), errors
+
     @staticmethod
     def prepare(text: Any, windows: Windows) -> str | None | tuple[str]:
         """The text to tokenise, or a 1-tuple with the rejection reason."""
@@ -489,17 +504,12 @@ class Classifier:
         return model_label_set(self.model_dir, self.config)
 
     def _unit_embeddings(self, texts: list[str], windows: Windows, what: str) -> np.ndarray:
-        """Unit sentence embeddings rounded as build-model rounds them (so that last-bit CPU
-        differences do not reach the scores)."""
-        # alone: a description's embedding must not depend on the others in the set (int8
-        # activations are scaled per batch), so that a label scores the same in any set
-        vectors, errors, _ = self._engine.pooled(texts, EMBEDDING, windows, alone=True)
+        vectors, errors = self._engine.rounded_embeddings(texts, windows)
         for text, error in zip(texts, errors, strict=True):
             if error:
                 raise LabelSetError(f"{what}: the description {text[:60]!r} cannot be embedded ({error})")
         assert vectors is not None
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        return np.round(vectors, 5).astype(np.float32)
+        return vectors
 
     @property
     def threads(self) -> int:

@@ -272,21 +272,13 @@ def _base_config(kind: str, name: str, labels: list[str], source: enc.Source, op
 
 
 def _embed(engine, texts: list[str], what: str, unit: bool = True):
-    """Sentence embeddings as the runtime pools them (the mean of the window embeddings),
-    scaled to unit length with `unit`, rounded so that last-bit differences between CPU
-    kernels (AVX-512 VNNI, AVX2, arm64 dot-product) are unlikely to reach the model bytes;
-    1e-5 is far below what matters."""
-    import numpy as np
-
-    from .graph import EMBEDDING
-
-    vectors, errors, _ = engine.pooled(texts, EMBEDDING, alone=True)  # as the runtime embeds descriptions
-    if any(errors):
+    """Sentence embeddings as the runtime pools them (the mean of the window embeddings), as
+    the runtime embeds label descriptions (runtime.Engine.rounded_embeddings)."""
+    vectors, errors = engine.rounded_embeddings(texts, unit=unit)
+    if vectors is None:
         index = next(i for i, e in enumerate(errors) if e)
         raise UserError(f"{what} could not be embedded ({errors[index]}): {texts[index][:60]!r}")
-    if unit:
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.round(vectors, 5).astype(np.float32)
+    return vectors
 
 
 def logistic_regression(regularization: float):
