@@ -74,15 +74,12 @@ def label_set_from_args(args: argparse.Namespace, model_dir: Path):
         if args.labels:
             chosen = labelset.from_argument(args.labels, template=args.template)
         else:
-            try:
-                chosen = model_label_set(model_dir)
-            except ModelError as exc:
-                raise UserError(str(exc)) from exc
+            chosen = model_label_set(model_dir)
             if chosen is None:
                 raise UserError("--multi-label needs label descriptions, and this model has none: give --labels")
         if args.multi_label:
             chosen = chosen.with_options(multi_label=True, threshold=args.threshold)
-    except labelset.LabelSetError as exc:
+    except (labelset.LabelSetError, ModelError) as exc:
         raise UserError(str(exc)) from exc
     return chosen
 
