@@ -1,4 +1,5 @@
-"""The CDK app of lyrics-classifier: one stack (infra.stack), settings from context (infra.settings)."""
+"""The CDK app of lyrics-classifier: one stack (infra.stack) composed of constructs (storage,
+functions, workflow, monitoring), settings from context (infra.settings)."""
 
 import os
 

@@ -12,9 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
 from constructs import Node
 
-from lyrics_classifier.contract import MIB, MIN_RANGE_BYTES
+from lyrics_classifier.contract import DEFAULT_RANGE_BYTES, MIB, MIN_RANGE_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +43,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "report_failure_timeout_s": (60, "report-failure function timeout (seconds)"),
     "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge and report-failure each (0 = unreserved)"),
     "map_max_concurrency": (50, "Distributed Map MaxConcurrency: byte ranges classified at once per execution"),
-    "range_mb": (8, "MiB of input per byte range (one Classify invocation, one part of the result's upload); at least 6"),
+    "range_mb": (DEFAULT_RANGE_BYTES // MIB, "MiB of input per byte range (one Classify invocation, one part of the result's upload); at least 6"),
     "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),
     "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
     "input_prefix": ("", "only objects under this key prefix start a run"),
@@ -58,8 +60,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
 
 _ARCHITECTURES = ("arm64", "x86_64")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
-# CloudWatch Logs accepts only these retention values.
-_RETENTIONS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+# CloudWatch Logs accepts only these retention values (days -> CDK's name for them).
+_RETENTIONS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
+    1096: "THREE_YEARS", 1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS", 3288: "NINE_YEARS", 3653: "TEN_YEARS",
+}  # fmt: skip
 
 
 class SettingsError(ValueError):
@@ -122,7 +130,7 @@ class Settings:
         if self.log_level not in _LOG_LEVELS:
             fail("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.log_retention_days not in _RETENTIONS:
-            fail("log_retention_days", f"CloudWatch Logs accepts only {_RETENTIONS}")
+            fail("log_retention_days", f"CloudWatch Logs accepts only {tuple(_RETENTIONS)}")
         for key in ("classify_memory_mb", "split_memory_mb", "merge_memory_mb", "report_failure_memory_mb"):
             if not 128 <= getattr(self, key) <= 10240:
                 fail(key, "Lambda memory must be 128..10240 MB")
@@ -156,6 +164,15 @@ class Settings:
     @property
     def destroy_on_delete(self) -> bool:
         return self.removal_policy == "destroy"
+
+    @property
+    def removal(self) -> RemovalPolicy:
+        """What `cdk destroy` does with the buckets and log groups."""
+        return RemovalPolicy.DESTROY if self.destroy_on_delete else RemovalPolicy.RETAIN
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return logs.RetentionDays[_RETENTIONS[self.log_retention_days]]
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:

@@ -33,7 +33,8 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 from infra import nag  # noqa: E402
 from infra.bundling import AssetSpec, directory_size, install_dependencies  # noqa: E402
 from infra.settings import DEFAULTS, Settings, SettingsError  # noqa: E402
-from infra.stack import ASL_FILE, OUTPUT_KEYS  # noqa: E402
+from infra.stack import OUTPUT_KEYS  # noqa: E402
+from infra.workflow import ASL_FILE  # noqa: E402
 from lyrics_classifier import contract  # noqa: E402
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -270,7 +271,7 @@ def test_resource_inventory_with_cdk_assertions(synth):
     # calling the versions it started with), retained when a deploy publishes the next one
     t.resource_count_is("AWS::Lambda::Version", 4)
     substitutions = {}
-    for name, fn in synth.stack.functions.items():
+    for name, fn in synth.stack.functions.by_name.items():
         t.has_resource("AWS::Lambda::Version", {
             "Properties": {"FunctionName": {"Ref": synth.logical_id(fn)}},
             "DeletionPolicy": "Retain",
@@ -283,7 +284,7 @@ def test_resource_inventory_with_cdk_assertions(synth):
                 **substitutions,
                 "MaxConcurrency": str(DEFAULTS["map_max_concurrency"][0]),
                 "ExecutionTimeoutSeconds": str(DEFAULTS["execution_timeout_s"][0]),
-                "WorkBucketName": {"Ref": synth.logical_id(synth.stack.output_bucket)},
+                "WorkBucketName": {"Ref": synth.logical_id(synth.stack.storage.output_bucket)},
                 "MapResultsPrefix": contract.MAP_RESULTS_PREFIX,
             }
         },
@@ -297,7 +298,7 @@ def test_resource_inventory_with_cdk_assertions(synth):
             "Environment": {
                 "Variables": Match.object_like(
                     {
-                        contract.ENV_OUTPUT_BUCKET: {"Ref": synth.logical_id(synth.stack.output_bucket)},
+                        contract.ENV_OUTPUT_BUCKET: {"Ref": synth.logical_id(synth.stack.storage.output_bucket)},
                         contract.ENV_RANGE_BYTES: str(DEFAULTS["range_mb"][0] * contract.MIB),
                         contract.ENV_TEXT_COLUMN: "",
                     }
@@ -356,16 +357,16 @@ def test_every_bucket_blocks_public_access_encrypts_and_enforces_tls(synth):
 
 
 def test_input_bucket_versioned_with_eventbridge_and_access_logs(synth):
-    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.input_bucket)]["Properties"]
+    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.storage.input_bucket)]["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": synth.logical_id(synth.stack.access_logs)}
+    assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": synth.logical_id(synth.stack.storage.access_logs)}
     # no notifications custom resource (an extra Lambda) was needed for EventBridge
     assert not synth.resources("Custom::S3BucketNotifications")
 
 
 def test_output_bucket_work_area_expires(synth):
-    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.output_bucket)]["Properties"]
+    props = synth.template_dict["Resources"][synth.logical_id(synth.stack.storage.output_bucket)]["Properties"]
     rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-work-area"]["Prefix"] == "runs/"
     assert rules["expire-work-area"]["ExpirationInDays"] == DEFAULTS["work_area_expiry_days"][0]
@@ -436,7 +437,7 @@ def test_functions_runtime_architecture_memory_tracing_logging(synth):
         "Merge": DEFAULTS["merge_memory_mb"][0],
         "ReportFailure": DEFAULTS["report_failure_memory_mb"][0],
     }
-    for name, fn in synth.stack.functions.items():
+    for name, fn in synth.stack.functions.by_name.items():
         props = functions[synth.logical_id(fn)]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
@@ -451,19 +452,19 @@ def test_functions_runtime_architecture_memory_tracing_logging(synth):
         else:
             assert "ReservedConcurrentExecutions" not in props
         env = props["Environment"]["Variables"]
-        assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
+        assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.storage.output_bucket)}
         assert env["POWERTOOLS_SERVICE_NAME"] == "lyrics-classifier"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LyricsClassifier"
         assert env["LOG_LEVEL"] == "INFO"
-    classify = functions[synth.logical_id(synth.stack.classify_fn)]["Properties"]
+    classify = functions[synth.logical_id(synth.stack.functions.classify)]["Properties"]
     assert classify["Environment"]["Variables"]["MODEL_DIR"] == "/var/task/model"
     assert classify["Timeout"] == DEFAULTS["classify_timeout_s"][0]
-    split = functions[synth.logical_id(synth.stack.split_fn)]["Properties"]
+    split = functions[synth.logical_id(synth.stack.functions.by_name["Split"])]["Properties"]
     assert split["Environment"]["Variables"]["RANGE_BYTES"] == str(DEFAULTS["range_mb"][0] * 1024 * 1024)
     assert split["Timeout"] == DEFAULTS["split_timeout_s"][0]
     # every function is published; the state machine calls those versions
     versions = synth.resources("AWS::Lambda::Version")
-    assert {_version_id(synth, fn) for fn in synth.stack.functions.values()} == set(versions)
+    assert {_version_id(synth, fn) for fn in synth.stack.functions.by_name.values()} == set(versions)
     assert split["Environment"]["Variables"]["TEXT_COLUMN"] == ""
 
 
@@ -480,17 +481,17 @@ def _bucket_objects(synth: Synth, bucket, prefix: str) -> str:
 
 def test_function_permissions_are_per_prefix(synth):
     st = synth.stack
-    runs = _bucket_objects(synth, st.output_bucket, "runs/")
-    results = _bucket_objects(synth, st.output_bucket, "results/")
-    failed = _bucket_objects(synth, st.output_bucket, "failed/")
-    inputs = _bucket_objects(synth, st.input_bucket, "")
-    label_sets = _bucket_objects(synth, st.input_bucket, "labels/")
+    runs = _bucket_objects(synth, st.storage.output_bucket, "runs/")
+    results = _bucket_objects(synth, st.storage.output_bucket, "results/")
+    failed = _bucket_objects(synth, st.storage.output_bucket, "failed/")
+    inputs = _bucket_objects(synth, st.storage.input_bucket, "")
+    label_sets = _bucket_objects(synth, st.storage.input_bucket, "labels/")
     s3_grants = {
         name: {a: sorted(r) for a, r in _grants(synth, fn.role).items() if a.startswith("s3:")}
-        for name, fn in st.functions.items()
+        for name, fn in st.functions.by_name.items()
     }
-    input_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.input_bucket), "Arn"]})
-    output_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.output_bucket), "Arn"]})
+    input_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.storage.input_bucket), "Arn"]})
+    output_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(st.storage.output_bucket), "Arn"]})
     both = sorted([input_arn, output_arn])
     assert s3_grants["Split"] == {
         "s3:GetObject": sorted([inputs, label_sets, runs]),  # label_sets: the upload's labels/<folder>.json
@@ -533,7 +534,7 @@ def _policy_of(synth: Synth, role) -> dict:
 
 def test_iam_statements_with_cdk_assertions(synth):
     t, st = synth.template, synth.stack
-    out = synth.logical_id(st.output_bucket)
+    out = synth.logical_id(st.storage.output_bucket)
 
     def objects(prefix: str) -> dict:
         return {"Fn::Join": ["", [{"Fn::GetAtt": [out, "Arn"]}, f"/{prefix}*"]]}
@@ -552,14 +553,14 @@ def test_iam_statements_with_cdk_assertions(synth):
             },
         )
 
-    allows(st.split_fn.role, ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject"], objects("runs/"))
-    allows(st.classify_fn.role, "s3:PutObject", objects("results/"))
-    allows(st.merge_fn.role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
+    allows(st.functions.by_name["Split"].role, ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject"], objects("runs/"))
+    allows(st.functions.classify.role, "s3:PutObject", objects("results/"))
+    allows(st.functions.by_name["Merge"].role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
                               "s3:DeleteObject"], objects("results/"))  # fmt: skip
-    allows(st.report_failure_fn.role, ["s3:PutObject", "s3:DeleteObject"], objects("failed/"))
-    allows(st.state_machine.role, "lambda:InvokeFunction",
-           [{"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}, ":*"]]} for fn in st.functions.values()])
-    allows(st.state_machine.role, ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts",
+    allows(st.functions.by_name["ReportFailure"].role, ["s3:PutObject", "s3:DeleteObject"], objects("failed/"))
+    allows(st.workflow.state_machine.role, "lambda:InvokeFunction",
+           [{"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}, ":*"]]} for fn in st.functions.by_name.values()])
+    allows(st.workflow.state_machine.role, ["s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts",
                                    "s3:AbortMultipartUpload"], objects("runs/"))  # fmt: skip
 
 
@@ -592,7 +593,7 @@ def test_no_wildcard_actions_and_star_resources_only_where_unavoidable(synth):
 
 
 def test_function_logs_go_only_to_their_own_log_group(synth):
-    for fn in synth.stack.functions.values():
+    for fn in synth.stack.functions.by_name.values():
         logs_grants = {a: r for a, r in _grants(synth, fn.role).items() if a.startswith("logs:")}
         assert set(logs_grants) == {"logs:CreateLogStream", "logs:PutLogEvents"}
         for resources in logs_grants.values():
@@ -611,30 +612,30 @@ def test_state_machine_definition_from_the_asl_file_with_substitutions(synth):
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_FILE.read_text()))
     assert set(props["DefinitionSubstitutions"]) == placeholders
     assert props["DefinitionSubstitutions"]["MaxConcurrency"] == str(DEFAULTS["map_max_concurrency"][0])
-    for name, fn in synth.stack.functions.items():
+    for name, fn in synth.stack.functions.by_name.items():
         assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Ref": _version_id(synth, fn)}
     assert props["DefinitionSubstitutions"]["ExecutionTimeoutSeconds"] == str(DEFAULTS["execution_timeout_s"][0])
-    assert props["DefinitionSubstitutions"]["WorkBucketName"] == {"Ref": synth.logical_id(synth.stack.output_bucket)}
+    assert props["DefinitionSubstitutions"]["WorkBucketName"] == {"Ref": synth.logical_id(synth.stack.storage.output_bucket)}
     assert props["DefinitionSubstitutions"]["MapResultsPrefix"] == "runs/map-results"
     assert props["TracingConfiguration"] == {"Enabled": True}
     logging = props["LoggingConfiguration"]
     assert logging["Level"] == "ALL"
     assert logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0] == synth.logical_id(
-        synth.stack.state_machine_log_group
+        synth.stack.workflow.log_group
     )
-    group = synth.template_dict["Resources"][synth.logical_id(synth.stack.state_machine_log_group)]
+    group = synth.template_dict["Resources"][synth.logical_id(synth.stack.workflow.log_group)]
     assert group["Properties"]["LogGroupName"].startswith("/aws/vendedlogs/states/")
 
 
 def test_state_machine_permissions(synth):
     st = synth.stack
-    grants = _grants(synth, st.state_machine.role)
+    grants = _grants(synth, st.workflow.state_machine.role)
     # published versions of the four functions only (ARN:*): never $LATEST (the bare ARN)
     assert sorted(grants["lambda:InvokeFunction"]) == sorted(
         json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [synth.logical_id(fn), "Arn"]}, ":*"]]})
-        for fn in st.functions.values()
+        for fn in st.functions.by_name.values()
     )
-    runs = [_bucket_objects(synth, st.output_bucket, "runs/")]
+    runs = [_bucket_objects(synth, st.storage.output_bucket, "runs/")]
     # ItemReader reads the manifest; ResultWriter writes the children's results
     for action in ("s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"):
         assert grants[action] == runs
@@ -643,7 +644,7 @@ def test_state_machine_permissions(synth):
     }
     (start,) = grants["states:StartExecution"]
     assert ":stateMachine:" in start and f"{STACK}-Workflow" in start
-    assert synth.logical_id(st.state_machine) not in start  # built from the name: no circular reference
+    assert synth.logical_id(st.workflow.state_machine) not in start  # built from the name: no circular reference
     for action in ("states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"):
         (resource,) = grants[action]
         assert f":execution:{STACK}-Workflow/*" in resource
@@ -657,13 +658,13 @@ def test_upload_rule_starts_the_state_machine(synth):
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {
-            "bucket": {"name": [{"Ref": synth.logical_id(synth.stack.input_bucket)}]},
+            "bucket": {"name": [{"Ref": synth.logical_id(synth.stack.storage.input_bucket)}]},
             "object": {"key": [{"wildcard": "*.csv"}]},
         },
     }
     (target,) = props["Targets"]
-    assert target["Arn"] == {"Ref": synth.logical_id(synth.stack.state_machine)}
-    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == synth.logical_id(synth.stack.trigger_dlq)
+    assert target["Arn"] == {"Ref": synth.logical_id(synth.stack.workflow.state_machine)}
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == synth.logical_id(synth.stack.workflow.trigger_dlq)
     assert "Input" not in target and "InputPath" not in target  # the whole event is the execution input
 
 
@@ -671,7 +672,7 @@ def test_upload_rule_starts_the_state_machine(synth):
 
 
 def test_alarms_notify_the_encrypted_topic(synth):
-    topic_id = synth.logical_id(synth.stack.alarm_topic)
+    topic_id = synth.logical_id(synth.stack.monitoring.alarm_topic)
     alarms = synth.resources("AWS::CloudWatch::Alarm")
 
     def dimension(alarm: dict) -> str:
@@ -679,9 +680,9 @@ def test_alarms_notify_the_encrypted_topic(synth):
         return json.dumps(d["Value"])
 
     watched = sorted((a["Properties"]["Namespace"], a["Properties"]["MetricName"], dimension(a)) for a in alarms.values())
-    machine = json.dumps({"Ref": synth.logical_id(synth.stack.state_machine)})
-    fn = {name: json.dumps({"Ref": synth.logical_id(f)}) for name, f in synth.stack.functions.items()}
-    queue = json.dumps({"Fn::GetAtt": [synth.logical_id(synth.stack.trigger_dlq), "QueueName"]})
+    machine = json.dumps({"Ref": synth.logical_id(synth.stack.workflow.state_machine)})
+    fn = {name: json.dumps({"Ref": synth.logical_id(f)}) for name, f in synth.stack.functions.by_name.items()}
+    queue = json.dumps({"Fn::GetAtt": [synth.logical_id(synth.stack.workflow.trigger_dlq), "QueueName"]})
     assert watched == sorted(
         [
             ("AWS/States", "ExecutionsFailed", machine),
@@ -765,21 +766,21 @@ def test_context_overrides_reach_the_template(synth_overrides):
     t = json.loads((outdir / "LyricsTest.template.json").read_text())
     res = t["Resources"]
     lid = lambda c: stack.resolve(stack.get_logical_id(c.node.default_child))  # noqa: E731
-    classify = res[lid(stack.classify_fn)]["Properties"]
+    classify = res[lid(stack.functions.classify)]["Properties"]
     assert classify["Architectures"] == ["x86_64"]
     assert classify["MemorySize"] == 3008
     assert "ReservedConcurrentExecutions" not in classify
-    for fn in (stack.split_fn, stack.merge_fn, stack.report_failure_fn):
+    for fn in (stack.functions.by_name[name] for name in ("Split", "Merge", "ReportFailure")):
         assert res[lid(fn)]["Properties"]["ReservedConcurrentExecutions"] == 5
     assert classify["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
-    assert res[lid(stack.split_fn)]["Properties"]["Environment"]["Variables"]["RANGE_BYTES"] == str(16 * 1024 * 1024)
-    sm = res[lid(stack.state_machine)]["Properties"]
+    assert res[lid(stack.functions.by_name["Split"])]["Properties"]["Environment"]["Variables"]["RANGE_BYTES"] == str(16 * 1024 * 1024)
+    sm = res[lid(stack.workflow.state_machine)]["Properties"]
     assert sm["DefinitionSubstitutions"]["MaxConcurrency"] == "8"
     assert sm["DefinitionSubstitutions"]["ExecutionTimeoutSeconds"] == "7200"
     assert sm["StateMachineName"] == "LyricsTest-Workflow"
     rule = next(r for r in res.values() if r["Type"] == "AWS::Events::Rule")
     assert rule["Properties"]["EventPattern"]["detail"]["object"]["key"] == [{"wildcard": "uploads/*.tsv"}]
-    out_rules = res[lid(stack.output_bucket)]["Properties"]["LifecycleConfiguration"]["Rules"]
+    out_rules = res[lid(stack.storage.output_bucket)]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert {"Id": "expire-work-area", "Prefix": "runs/", "ExpirationInDays": 2, "Status": "Enabled"} in out_rules
     assert any(r["Type"] == "AWS::SNS::Subscription" and r["Properties"]["Endpoint"] == "ops@example.com" for r in res.values())
     for r in res.values():
@@ -788,7 +789,10 @@ def test_context_overrides_reach_the_template(synth_overrides):
         if r["Type"] == "AWS::Logs::LogGroup":
             assert r["Properties"]["RetentionInDays"] == 14
     # split's input grant follows the prefix
-    split_policy = json.dumps([r for r in res.values() if r["Type"] == "AWS::IAM::Policy" and lid(stack.split_fn.role) in json.dumps(r["Properties"]["Roles"])])
+    split_role = lid(stack.functions.by_name["Split"].role)
+    split_policy = json.dumps(
+        [r for r in res.values() if r["Type"] == "AWS::IAM::Policy" and split_role in json.dumps(r["Properties"]["Roles"])]
+    )
     assert "/uploads/*" in split_policy
     # the x86_64 classify asset carries x86_64 wheels
     asset = outdir / f"asset.{classify['Code']['S3Key'].removesuffix('.zip')}"
@@ -852,6 +856,55 @@ def test_acknowledge_refuses_ids_that_would_match_nothing():
         nag.acknowledge(stack, "AwsSolutions-IAM5", "because")
 
 
+# ---------------------------------------------------------------------- logical IDs
+
+# The logical IDs of the stack as deployed before infra/ was split into constructs: a change
+# of any would make the next `cdk deploy` replace the resource (a retained bucket orphaned
+# beside a new empty one, a state machine's history gone).
+DEPLOYED_LOGICAL_IDS = {
+    "AccessLogs8B620ECA", "Input49F21B70", "OutputAB65CDDE",
+    "Split8EBC8DD5", "Classify5848C28F", "Merge2365FAD5", "ReportFailure85F407E6",
+    "SplitLogsE8839DA9", "ClassifyLogs38813EB7", "MergeLogs48E50530", "ReportFailureLogsB4FDED6C",
+    "SplitRoleE6E24383", "ClassifyRole3C2C84AC", "MergeRoleC1AB97BF", "ReportFailureRole7DA59299",
+    "Workflow193EF7C1", "WorkflowLogs6DD5EEB0", "WorkflowRole98C7DC98", "OnUpload071E41C7",
+    "TriggerDeadLetters88A2981F", "AlarmTopicKey57B0D3A7", "Alarms04B5A0BF", "Dashboard9E4231ED",
+}  # fmt: skip
+
+
+def test_constructs_keep_the_logical_ids_of_deployed_stacks(synth):
+    resources = synth.template_dict["Resources"]
+    assert DEPLOYED_LOGICAL_IDS <= set(resources), sorted(DEPLOYED_LOGICAL_IDS - set(resources))
+    # while the resources sit in constructs (Storage, Functions, ...) that the IDs leave out
+    assert synth.stack.storage.input_bucket.node.path == f"{STACK}/Storage/Input"
+    assert synth.logical_id(synth.stack.storage.input_bucket) == "Input49F21B70"
+
+
+def test_grouped_stack_makes_the_ids_cdk_makes_outside_groups():
+    """GroupedStack re-implements CDK's logical ID scheme: without a Group in the path it must
+    give exactly CDK's IDs (nested paths, 'Resource'/'Default' ids, repeated ids, long ids)."""
+    from aws_cdk import Stack
+    from aws_cdk import aws_sqs as sqs
+    from constructs import Construct
+
+    from infra.logical_ids import Group, GroupedStack
+
+    def ids(stack_class, grouped: bool) -> list[str]:
+        stack = stack_class(App(), "S")
+        parent = Group(stack, "Group") if grouped else stack
+        level = Construct(parent, "Outer")
+        queues = [
+            sqs.Queue(parent, "Top"),
+            sqs.Queue(level, "Queue"),
+            sqs.Queue(Construct(level, "Repeated"), "Repeated"),
+            sqs.Queue(Construct(level, "Default"), "Inner"),
+            sqs.Queue(level, "x" * 300),
+        ]
+        return [stack.resolve(stack.get_logical_id(q.node.default_child)) for q in queues]
+
+    assert ids(GroupedStack, grouped=False) == ids(Stack, grouped=False)
+    assert ids(GroupedStack, grouped=True) == ids(Stack, grouped=False)
+
+
 # ------------------------------------------------------------------------- cfn-lint
 
 
@@ -886,10 +939,10 @@ def _npx(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_asl_after_substitution_is_valid(synth, tmp_path):
     substitutions = {
         name: f"arn:aws:lambda:eu-west-1:123456789012:function:{name.removesuffix('FunctionArn')}"
-        for name in synth.stack.definition_substitutions()
+        for name in synth.stack.workflow.definition_substitutions
     }
     for number in ("MaxConcurrency", "ExecutionTimeoutSeconds"):
-        substitutions[number] = synth.stack.definition_substitutions()[number]
+        substitutions[number] = synth.stack.workflow.definition_substitutions[number]
     substitutions["WorkBucketName"] = "lyrics-output"
     substitutions["MapResultsPrefix"] = "runs/map-results"
     text = re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], ASL_FILE.read_text())
@@ -926,7 +979,7 @@ def test_cdk_synth_through_the_pinned_cli(tmp_path, model_dir, synth):
 
 
 def test_classify_asset_fits_lambda_and_holds_only_what_it_needs(synth, model_dir):
-    asset = synth.asset_dir(synth.stack.classify_fn)
+    asset = synth.asset_dir(synth.stack.functions.classify)
     size = directory_size(asset)
     model_size = directory_size(model_dir)
     print(f"\nclassify asset ({synth.stack.settings.architecture}): {size / 2**20:.1f} MiB unzipped "
@@ -948,14 +1001,14 @@ def test_classify_asset_fits_lambda_and_holds_only_what_it_needs(synth, model_di
 
 
 def test_workflow_asset_is_small(synth):
-    asset = synth.asset_dir(synth.stack.split_fn)
+    asset = synth.asset_dir(synth.stack.functions.by_name["Split"])
     size = directory_size(asset)
     print(f"\nsplit/merge/report-failure asset: {size / 2**20:.1f} MB unzipped")
     assert size < 20 * 2**20
     assert (asset / "aws_lambda_powertools").is_dir()
     for unwanted in ("onnxruntime", "numpy", "tokenizers", "model"):
         assert not (asset / unwanted).exists(), unwanted
-    assert synth.asset_dir(synth.stack.merge_fn) == asset == synth.asset_dir(synth.stack.report_failure_fn)
+    assert synth.asset_dir(synth.stack.functions.by_name["Merge"]) == asset == synth.asset_dir(synth.stack.functions.by_name["ReportFailure"])
 
 
 def test_dependency_install_is_cached(synth):
@@ -996,7 +1049,7 @@ def test_x86_64_classify_asset_runs_on_python_312_by_itself(synth_overrides, tmp
         pytest.skip("no Python 3.12 interpreter on this machine")
     outdir, stack = synth_overrides
     code = json.loads((outdir / "LyricsTest.template.json").read_text())["Resources"][
-        stack.resolve(stack.get_logical_id(stack.classify_fn.node.default_child))
+        stack.resolve(stack.get_logical_id(stack.functions.classify.node.default_child))
     ]["Properties"]["Code"]
     asset = outdir / f"asset.{code['S3Key'].removesuffix('.zip')}"
     # What the Lambda Python runtime brings: boto3 and its dependencies (pure Python).
@@ -1062,8 +1115,8 @@ def test_checkov_finds_at_most_three_unexplained_issues(synth, tmp_path):
         assert len((check.get("check_result", {}).get("suppress_comment") or "").split()) >= 8, check
     # the real findings are fixed, not skipped: reserved concurrency and output versioning
     skipped = _checks(report, "skipped_checks")
-    assert ("CKV_AWS_115", synth.logical_id(synth.stack.classify_fn)) not in skipped
-    assert ("CKV_AWS_21", synth.logical_id(synth.stack.output_bucket)) not in skipped
+    assert ("CKV_AWS_115", synth.logical_id(synth.stack.functions.classify)) not in skipped
+    assert ("CKV_AWS_21", synth.logical_id(synth.stack.storage.output_bucket)) not in skipped
     # and no skip is stale: without the skips, each of them is a failed check
     bare = copy.deepcopy(synth.template_dict)
     for resource in bare["Resources"].values():
