@@ -14,17 +14,7 @@ from .settings import Settings
 from .storage import Storage
 from .workflow import Workflow
 
-# Output keys: `lyrics-classifier submit/status` finds the stack's resources by these.
-OUTPUT_KEYS = (
-    "InputBucketName",
-    "InputPrefix",
-    "InputSuffix",
-    "OutputBucketName",
-    "StateMachineArn",
-    "StateMachineConsoleUrl",
-    "DashboardUrl",
-    "AlarmTopicArn",
-)
+from lyrics_classifier.contract import STACK_OUTPUTS
 
 
 class LyricsClassifierStack(GroupedStack):
@@ -61,5 +51,7 @@ class LyricsClassifierStack(GroupedStack):
             ),
             "AlarmTopicArn": (self.monitoring.alarm_topic.topic_arn, "Subscribe to get alarm notifications"),
         }
+        if tuple(outputs) != STACK_OUTPUTS:
+            raise ValueError(f"stack outputs {list(outputs)} differ from contract.STACK_OUTPUTS")
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)

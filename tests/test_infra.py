@@ -33,7 +33,6 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 from infra import nag  # noqa: E402
 from infra.bundling import AssetSpec, directory_size, install_dependencies  # noqa: E402
 from infra.settings import DEFAULTS, Settings, SettingsError  # noqa: E402
-from infra.stack import OUTPUT_KEYS  # noqa: E402
 from infra.workflow import ASL_FILE  # noqa: E402
 from lyrics_classifier import contract  # noqa: E402
 
@@ -728,7 +727,7 @@ def test_dashboard_shows_executions_rows_and_errors(synth):
 
 def test_stack_outputs(synth):
     outputs = synth.template_dict["Outputs"]
-    assert set(OUTPUT_KEYS) <= set(outputs)
+    assert set(contract.STACK_OUTPUTS) <= set(outputs)
     assert "states/home" in json.dumps(outputs["StateMachineConsoleUrl"])
     assert outputs["InputSuffix"]["Value"] == ".csv"
 

@@ -21,6 +21,20 @@ LABEL_SET_SUFFIX = ".json"
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
 # The state machine invokes published versions (`<function arn>:<version>`), never $LATEST.
 
+# Outputs of the deployed stack: `submit` and `status` find its resources by these keys and
+# cannot work without the required ones (serve's emulated stack publishes those).
+STACK_OUTPUTS = (
+    "InputBucketName",
+    "InputPrefix",
+    "InputSuffix",
+    "OutputBucketName",
+    "StateMachineArn",
+    "StateMachineConsoleUrl",
+    "DashboardUrl",
+    "AlarmTopicArn",
+)
+REQUIRED_STACK_OUTPUTS = ("InputBucketName", "OutputBucketName", "StateMachineArn")
+
 # Environment of the functions (set by the stack, or by the local runner).
 ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
 ENV_RANGE_BYTES = "RANGE_BYTES"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
+from .contract import REQUIRED_STACK_OUTPUTS
 from .errors import UserError
 
 DEFAULT_STACK = os.environ.get("LYRICS_CLASSIFIER_STACK", "LyricsClassifier")
@@ -115,7 +116,7 @@ def stack_outputs(session, stack: str) -> dict[str, str]:
             raise UserError(f"stack {stack!r} not found in this account/region: deploy it first (cdk deploy) or pass --stack") from None
         raise UserError(f"cannot read stack {stack!r}: {message}") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in response["Stacks"][0].get("Outputs", [])}
-    missing = [k for k in ("InputBucketName", "OutputBucketName", "StateMachineArn") if k not in outputs]
+    missing = [k for k in REQUIRED_STACK_OUTPUTS if k not in outputs]
     if missing:
         raise UserError(f"stack {stack!r} has no output {', '.join(missing)}: is it a lyrics-classifier stack?")
     return outputs
