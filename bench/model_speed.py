@@ -4,7 +4,7 @@ From one run on one machine and one corpus (bench/corpus.py: songs composed from
 sample snippets, median ~250 words, tail to ~1,000):
 
   * lyrics/s of the runtime (the default model: USE multilingual v3, onnxruntime int8;
-    repeated lines once, the distinct lines packed into at most 3 windows of 128 tokens),
+    repeated lines once, each distinct line its own window, at most 32 per lyric),
     of the English model one option away (`build-model --encoder minilm`: all-MiniLM-L6-v2
     int8, the default before), and of the baseline a user would otherwise pick:
     sentence-transformers `encode` (PyTorch fp32, its default 256-token truncation) of

@@ -70,7 +70,7 @@ class Monitoring(Group):
             self._alarm(
                 "ClassifyThrottles",
                 functions.classify.metric_throttles(period=PERIOD),
-                "Classify was throttled: runs wait and retry (up to ~25 minutes per range) and slow down; "
+                "Classify was throttled: runs wait and retry (about 2 hours per range on average before one fails) and slow down; "
                 "raise classify_reserved_concurrency or the account's concurrency, or lower map_max_concurrency",
             ),
         ]

@@ -27,11 +27,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "model_dir": ("models/default", "model directory copied into the classify asset at `model/` (relative to the repo)"),
     "bundling": ("auto", "`auto`: pip on this machine, Docker if pip cannot run; `docker`: always the SAM build image"),
     # 1,769 MB buys exactly one vCPU, which the runtime uses with one onnxruntime thread
-    # (bench/model_speed.py: about 21 ms CPU per lyric); more memory buys CPU the single thread
+    # (bench/model_speed.py prints its CPU ms per lyric); more memory buys CPU the single thread
     # cannot use, less slows classification in proportion.
     "classify_memory_mb": (1769, "classify function memory (MB); CPU grows with memory (1,769 MB = 1 vCPU)"),
-    # One 8 MiB range is at most ~150 s of classification at one vCPU (bench: 25.6 ms per
-    # lyric of ~1.5 KB; a lyric is capped at 3 windows): the timeout keeps 4x of margin.
+    # One 8 MiB range is ~5,600 lyrics of ~1.5 KB: well under a minute at one vCPU at the CPU
+    # time per lyric bench/model_speed.py prints; the timeout keeps room for long lyrics (up to
+    # 32 windows each) and slower CPUs.
     "classify_timeout_s": (600, "classify function timeout (seconds) for one byte range"),
     "classify_reserved_concurrency": (50, "reserved concurrency of classify: caps the stack's share of the account (needs this + 100 unreserved in the account; 0 = unreserved)"),
     # Split's one pass reads the whole file: TLS and byte counting want a full vCPU.

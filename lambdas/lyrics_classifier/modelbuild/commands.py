@@ -116,16 +116,20 @@ def train_command(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     build = subparsers.add_parser(
         "build-model",
-        help="build the default zero-shot model directory (offline; cached)",
+        help="build a model directory (default: the genre model; offline; cached)",
         description="Export the source sentence encoder to ONNX, optimise and quantise it, and "
-                    "append a zero-shot head: cosine similarity to each label's prototype (the "
-                    "mean embedding of its descriptions; with \"centre\", minus the mean of all "
-                    "prototypes), temperature, softmax. A no-op when nothing changed.",
+                    "append a head to the same graph. A labels file of descriptions only gives a "
+                    "zero-shot head: cosine similarity to each label's prototype (the mean "
+                    "embedding of its descriptions; with \"centre\", minus the mean of all "
+                    "prototypes), temperature, softmax. With \"examples\" in it, a "
+                    "logistic-regression head is fitted on example lyrics and the descriptions "
+                    "together. A no-op when nothing changed.",
     )
     build.add_argument("--labels", type=Path, metavar="FILE",
                        help="labels file: {\"temperature\": t, \"centre\": true|false, \"labels\": "
-                            "{label: [descriptions]}} (default: the genres rock, pop, hip hop, "
-                            "country, latin, a dozen descriptions each, centred)")
+                            "{label: [descriptions]}, \"examples\": {...}} (default: the genres "
+                            "rock, pop, hip hop, country, latin of the package's labels.json, about "
+                            "50 descriptions each in nine languages, with a head fitted on example lyrics)")
     build.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                        help=f"model directory to write (default: {DEFAULT_OUT})")
     _window_options(build)
