@@ -173,7 +173,7 @@ def one_size(size_gb: float, model_dir: Path, stock: bool, keep: bool) -> dict:
         for bucket in (INPUT_BUCKET, WORK_BUCKET):
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        key = f"catalog/{path.name}"
+        key = path.name  # the bucket root: the model's own labels (a folder selects labels/<folder>.json)
         started = time.perf_counter()
         s3.upload_file(str(path), INPUT_BUCKET, key, Config=TransferConfig(max_concurrency=4))
         record["upload_s"] = time.perf_counter() - started
