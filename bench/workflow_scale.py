@@ -207,7 +207,8 @@ def one_size(size_gb: float, model_dir: Path, stock: bool, keep: bool) -> dict:
             "rows_in": result["rows_in"] == rows,
             "accounted": result["rows_classified"] + result["rows_rejected"] == rows,
             "size": head["ContentLength"] == summary["output"]["bytes"] > size,
-            "header": first.startswith(scale_data.header_bytes()[:-1] + b",label,score,prob_rock"),
+            "header": first.startswith(",".join(scale_data.HEADER + workflow.output_columns(
+                scale_data.HEADER, classifier.labels)).encode() + b"\n"),
             "last row": (b"\n%d," % rows) in tail,
         }
         failed = [name for name, ok in checks.items() if not ok]
