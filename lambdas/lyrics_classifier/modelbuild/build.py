@@ -41,9 +41,9 @@ Log = Callable[[str], None]
 
 # The window settings measured best (docs/performance.md, `bench/languages.py`), by encoder
 # and head. MiniLM reads whole lines packed into 128-token windows, at most 3 per lyric. So
-# does USE-m3 under a zero-shot head (its prototypes are of whole descriptions: 85.0% on the
-# English samples packed, 65.0% line by line); under a fitted head, USE-m3 reads each distinct
-# line as its own window, at most 32 per lyric (cross-validated 86.0% against 85.4%).
+# does USE-m3 under a zero-shot head (its prototypes are of whole descriptions: 86.0% on the
+# English samples packed, 66.0% line by line); under a fitted head, USE-m3 reads each distinct
+# line as its own window, at most 32 per lyric (cross-validated 86.1% against 85.4%).
 ENCODER_WINDOWS = {
     ("minilm", "zero-shot"): {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
     ("minilm", "fitted"): {"max_windows": DEFAULT_MAX_WINDOWS, "window_packing": "packed"},
