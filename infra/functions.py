@@ -54,57 +54,59 @@ WORK_AREA_REASON = (
 
 @dataclasses.dataclass(frozen=True)
 class FunctionSpec:
-    """One function of the workflow; `name` is its construct id and the ASL's `${<name>FunctionArn}`."""
+    """One function of the workflow. `name` is its construct id and the ASL's
+    `${<name>FunctionArn}`; `key` names its handler module (lyrics_classifier.handlers.<key>)
+    and its settings (`<key>_memory_mb`, `<key>_timeout_s`)."""
 
     name: str
-    handler: str
+    key: str
     description: str
     asset: str  # "workflow" (boto3 + the workflow core) or "classify" (+ onnxruntime and the model)
-    memory_mb: Callable[[Settings], int]
-    timeout_s: Callable[[Settings], int]
-    reserved: Callable[[Settings], int]  # 0 = unreserved
+    reserved_setting: str = "workflow_reserved_concurrency"  # its value 0 = unreserved
     environment: Callable[[Settings], dict[str, str]] = lambda s: {}
+
+    @property
+    def handler(self) -> str:
+        return f"lyrics_classifier.handlers.{self.key}.handler"
+
+    def memory_mb(self, settings: Settings) -> int:
+        return getattr(settings, f"{self.key}_memory_mb")
+
+    def timeout_s(self, settings: Settings) -> int:
+        return getattr(settings, f"{self.key}_timeout_s")
+
+    def reserved(self, settings: Settings) -> int:
+        return getattr(settings, self.reserved_setting)
 
 
 FUNCTION_SPECS = (
     FunctionSpec(
         "Split",
-        "lyrics_classifier.handlers.split.handler",
+        "split",
         "lyrics-classifier: index the uploaded CSV into byte ranges (a manifest under runs/)",
         "workflow",
-        memory_mb=lambda s: s.split_memory_mb,
-        timeout_s=lambda s: s.split_timeout_s,
-        reserved=lambda s: s.workflow_reserved_concurrency,
         environment=lambda s: {ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column,
                                ENV_INPUT_PREFIX: s.input_prefix},
     ),
     FunctionSpec(
         "Classify",
-        "lyrics_classifier.handlers.classify.handler",
+        "classify",
         "lyrics-classifier: classify one byte range with the ONNX model into one part of the result",
         "classify",
-        memory_mb=lambda s: s.classify_memory_mb,
-        timeout_s=lambda s: s.classify_timeout_s,
-        reserved=lambda s: s.classify_reserved_concurrency,
+        reserved_setting="classify_reserved_concurrency",
         environment=lambda s: {ENV_MODEL_DIR: f"/var/task/{MODEL_ASSET_DIR}"},
     ),
     FunctionSpec(
         "Merge",
-        "lyrics_classifier.handlers.merge.handler",
+        "merge",
         "lyrics-classifier: complete the result's upload into results/<input name>.classified.csv",
         "workflow",
-        memory_mb=lambda s: s.merge_memory_mb,
-        timeout_s=lambda s: s.merge_timeout_s,
-        reserved=lambda s: s.workflow_reserved_concurrency,
     ),
     FunctionSpec(
         "ReportFailure",
-        "lyrics_classifier.handlers.report_failure.handler",
+        "report_failure",
         "lyrics-classifier: write failed/<input name>.error.json with the reason",
         "workflow",
-        memory_mb=lambda s: s.report_failure_memory_mb,
-        timeout_s=lambda s: s.report_failure_timeout_s,
-        reserved=lambda s: s.workflow_reserved_concurrency,
     ),
 )
 if tuple(spec.name for spec in FUNCTION_SPECS) != FUNCTION_NAMES:
