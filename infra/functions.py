@@ -26,6 +26,8 @@ from lyrics_classifier.contract import (
     ENV_RANGE_BYTES,
     ENV_TEXT_COLUMN,
     FAILED_PREFIX,
+    ALL_FUNCTION_NAMES,
+    CLEANUP_FUNCTION,
     FUNCTION_NAMES,
     LABELS_PREFIX,
     METRICS_NAMESPACE,
@@ -108,9 +110,16 @@ FUNCTION_SPECS = (
         "lyrics-classifier: write failed/<input name>.error.json with the reason",
         "workflow",
     ),
+    FunctionSpec(
+        "Cleanup",
+        "cleanup",
+        "lyrics-classifier: after a run timed out, was stopped or failed in its failure path, "
+        "write its failure report, abort its upload, release its claim",
+        "workflow",
+    ),
 )
-if tuple(spec.name for spec in FUNCTION_SPECS) != FUNCTION_NAMES:
-    raise ValueError(f"FUNCTION_SPECS differ from contract.FUNCTION_NAMES {FUNCTION_NAMES}")
+if tuple(spec.name for spec in FUNCTION_SPECS) != ALL_FUNCTION_NAMES:
+    raise ValueError(f"FUNCTION_SPECS differ from contract.ALL_FUNCTION_NAMES {ALL_FUNCTION_NAMES}")
 
 
 class Functions(Group):
@@ -130,8 +139,9 @@ class Functions(Group):
         }
         # The state machine invokes these published versions (its definition names them), so a
         # deploy during a run changes neither the code nor the model of the run's invocations.
-        self.versions: dict[str, lambda_.IVersion] = {name: fn.current_version for name, fn in self.by_name.items()}
+        self.versions: dict[str, lambda_.IVersion] = {name: self.by_name[name].current_version for name in FUNCTION_NAMES}
         self.classify = self.by_name["Classify"]
+        self.cleanup = self.by_name[CLEANUP_FUNCTION]  # EventBridge's target, not the state machine's
         self._grant(storage)
 
     def _function(self, spec: FunctionSpec, code: lambda_.Code, storage: Storage) -> lambda_.Function:
@@ -176,8 +186,9 @@ class Functions(Group):
         )
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", XRAY_REASON)
         checkov_skip(log_group, "CKV_AWS_158", LOG_KMS_REASON)
-        checkov_skip(fn, "CKV_AWS_116", "Step Functions invokes every function synchronously and "
-                     "retries or catches its errors; a DLQ applies only to asynchronous invocations.")
+        checkov_skip(fn, "CKV_AWS_116", "Step Functions invokes the workflow's functions synchronously and "
+                     "retries or catches their errors; Cleanup's asynchronous invocations come from an "
+                     "EventBridge rule whose target has its own retries and dead-letter queue.")
         checkov_skip(fn, "CKV_AWS_117", "The functions talk only to S3 through its public "
                      "endpoint with IAM and TLS; a VPC would add NAT gateway or endpoint costs "
                      "and no access control beyond the bucket policies.")
@@ -199,7 +210,7 @@ class Functions(Group):
     def _grant(self, storage: Storage) -> None:
         """Least privilege, per function and prefix."""
         prefix = self.settings.input_prefix
-        split, classify, merge, report_failure = (self.by_name[name] for name in FUNCTION_NAMES)
+        split, classify, merge, report_failure, cleanup = (self.by_name[name] for name in ALL_FUNCTION_NAMES)
         input_objects = storage.input_objects(prefix)
         work, results, failed = (storage.output_objects(p) for p in (WORK_PREFIX, RESULTS_PREFIX, FAILED_PREFIX))
         # The input is read by version (GetObjectVersion): a run reads the upload that started it.
@@ -222,6 +233,7 @@ class Functions(Group):
             merge: [
                 (read_input, input_objects),  # HeadObject of the current version: a newer upload?
                 (["s3:GetObject"], work),  # run.json, the manifest, the ranges' stats and errors
+                # (results: GetObject also answers HeadObject of a result a first Merge completed)
                 (["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
                   "s3:DeleteObject"], results),  # fmt: skip
                 (["s3:GetObject", "s3:DeleteObject"], failed),  # an older version's failure report
@@ -232,14 +244,22 @@ class Functions(Group):
                 (["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], work),
                 # aborts the upload; removes an older version's result and summary
                 (["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"], results),
-                (["s3:PutObject", "s3:DeleteObject"], failed),
+                (["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], failed),
+            ],
+            # ReportFailure's work, for the endings the Catch never sees; it first reads
+            # whether ReportFailure already wrote this run's report
+            cleanup: [
+                (["s3:GetObject"], input_objects),
+                (["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], work),
+                (["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"], results),
+                (["s3:PutObject", "s3:DeleteObject", "s3:GetObject"], failed),
             ],
         }
         for fn, statements in grants.items():
             for actions, resource in statements:
                 fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[resource]))
         # Classify reads only what Split found: it never needs to tell a missing key from a forbidden one.
-        for fn in (split, merge, report_failure):
+        for fn in (split, merge, report_failure, cleanup):
             _allow_list(fn, storage.input_bucket)
             _allow_list(fn, storage.output_bucket)
 
@@ -265,7 +285,7 @@ class Functions(Group):
             "The label sets under labels/ of the input bucket: an upload's folder names the one it "
             "uses, so which is only known at run time. Read only.",
         )
-        for fn in (merge, report_failure):
+        for fn in (merge, report_failure, cleanup):
             acknowledge(
                 fn.role,
                 f"AwsSolutions-IAM5[Resource::{out}/{FAILED_PREFIX}*]",

@@ -65,6 +65,12 @@ class Monitoring(Group):
                 workflow.trigger_dlq.metric_approximate_number_of_messages_visible(period=PERIOD),
                 "An upload did not start a run (EventBridge could not start the state machine): see the dead-letter queue",
             ),
+            self._alarm(
+                "CleanupDeadLettersAlarm",
+                workflow.cleanup_dlq.metric_approximate_number_of_messages_visible(period=PERIOD),
+                "A run that timed out, was stopped or failed could not be cleaned up (no failure report): "
+                "see the cleanup dead-letter queue and the Cleanup function's logs",
+            ),
             # Classify is the one function a run invokes thousands of times: its throttles mean
             # the reserved (or the account's) concurrency is exhausted and runs are slowed down.
             self._alarm(

@@ -34,7 +34,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     # time per lyric bench/model_speed.py prints; the timeout keeps room for long lyrics (up to
     # 32 windows each) and slower CPUs.
     "classify_timeout_s": (600, "classify function timeout (seconds) for one byte range"),
-    "classify_reserved_concurrency": (50, "reserved concurrency of classify: caps the stack's share of the account (needs this + 100 unreserved in the account; 0 = unreserved)"),
+    # No reservation by default: AWS keeps 100 of the account's concurrency unreserved, and a
+    # new account's quota can be 10, so any reservation fails its first deploy. The Map's
+    # MaxConcurrency caps a run, and throttled invocations wait (the ASL's patient retries).
+    "classify_reserved_concurrency": (0, "reserved concurrency of classify (0 = unreserved, the default); reserving needs this + 100 unreserved in the account: `lyrics-classifier doctor` says what yours allows"),
     # Split's one pass reads the whole file: TLS and byte counting want a full vCPU.
     "split_memory_mb": (1769, "split function memory (MB); its one pass over the file is CPU-bound"),
     "split_timeout_s": (900, "split function timeout (seconds)"),
@@ -42,13 +45,15 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "merge_timeout_s": (300, "merge function timeout (seconds)"),
     "report_failure_memory_mb": (256, "report-failure function memory (MB)"),
     "report_failure_timeout_s": (60, "report-failure function timeout (seconds)"),
+    "cleanup_memory_mb": (256, "cleanup function memory (MB): the report of a run that timed out or was stopped"),
+    "cleanup_timeout_s": (60, "cleanup function timeout (seconds)"),
     "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge and report-failure each (0 = unreserved)"),
     "map_max_concurrency": (50, "Distributed Map MaxConcurrency: byte ranges classified at once per execution"),
     "range_mb": (DEFAULT_RANGE_BYTES // MIB, "MiB of input per byte range (one Classify invocation, one part of the result's upload); at least 6"),
     "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),
     "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
     "input_prefix": ("", "only objects under this key prefix start a run"),
-    "input_suffix": (".csv", "only objects whose key ends with this suffix start a run (case-sensitive)"),
+    "input_suffix": (".csv", "only objects whose key ends with this suffix, in any case, start a run (`.csv` matches `SONGS.CSV`)"),
     "work_area_expiry_days": (7, "days after which `runs/` (manifests, part counts, claims) in the output bucket expire"),
     "input_noncurrent_expiry_days": (30, "days after which overwritten/deleted input versions expire"),
     "output_noncurrent_expiry_days": (30, "days after which replaced/deleted results and reports expire"),
@@ -90,6 +95,8 @@ class Settings:
     merge_timeout_s: int
     report_failure_memory_mb: int
     report_failure_timeout_s: int
+    cleanup_memory_mb: int
+    cleanup_timeout_s: int
     workflow_reserved_concurrency: int
     map_max_concurrency: int
     range_mb: int
@@ -132,10 +139,12 @@ class Settings:
             fail("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
         if self.log_retention_days not in _RETENTIONS:
             fail("log_retention_days", f"CloudWatch Logs accepts only {tuple(_RETENTIONS)}")
-        for key in ("classify_memory_mb", "split_memory_mb", "merge_memory_mb", "report_failure_memory_mb"):
+        for key in ("classify_memory_mb", "split_memory_mb", "merge_memory_mb", "report_failure_memory_mb",
+                    "cleanup_memory_mb"):
             if not 128 <= getattr(self, key) <= 10240:
                 fail(key, "Lambda memory must be 128..10240 MB")
-        for key in ("classify_timeout_s", "split_timeout_s", "merge_timeout_s", "report_failure_timeout_s"):
+        for key in ("classify_timeout_s", "split_timeout_s", "merge_timeout_s", "report_failure_timeout_s",
+                    "cleanup_timeout_s"):
             if not 1 <= getattr(self, key) <= 900:
                 fail(key, "Lambda timeout must be 1..900 seconds")
         for key in ("classify_reserved_concurrency", "workflow_reserved_concurrency"):
@@ -157,6 +166,8 @@ class Settings:
             pass  # every object starts a run: allowed, the bucket is dedicated to inputs
         if "*" in self.input_prefix + self.input_suffix:
             fail("input_prefix", "`*` is not allowed in input_prefix / input_suffix (EventBridge wildcard)")
+        if self.input_prefix and sum(c.lower() != c.upper() for c in self.input_suffix) > 6:
+            fail("input_suffix", "with an input_prefix, at most 6 letters (each case variant is one pattern of the rule)")
         if self.alarm_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email):
             fail("alarm_email", "is not an e-mail address")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,60}", self.stack_name):

@@ -3,7 +3,9 @@ its permissions, and the S3 -> EventBridge trigger that starts it for every uplo
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Stack
+from typing import Any
+
+from aws_cdk import ArnFormat, Aws, Duration, Fn, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -18,7 +20,7 @@ from .nag import acknowledge, checkov_skip, ref, render
 from .settings import REPO, Settings
 from .storage import Storage
 
-from lyrics_classifier.contract import MAP_RESULTS_PREFIX, WORK_PREFIX
+from lyrics_classifier.contract import FUNCTION_NAMES, MAP_RESULTS_PREFIX, WORK_PREFIX
 
 ASL_FILE = REPO / "lambdas" / "lyrics_classifier" / "statemachine" / "workflow.asl.json"  # package data: `run` executes it too
 
@@ -40,8 +42,10 @@ class Workflow(Group):
             self,
             "WorkflowLogs",
             # The /aws/vendedlogs/ prefix keeps Step Functions' log delivery from growing
-            # the account's CloudWatch Logs resource policy with every state machine.
-            log_group_name=f"/aws/vendedlogs/states/{self.state_machine_name}",
+            # the account's CloudWatch Logs resource policy with every state machine. The log
+            # group outlives a rollback and `cdk destroy` (retained), so its name ends with the
+            # stack's own id: a fixed name would make the next deploy fail with "already exists".
+            log_group_name=Fn.join("", [f"/aws/vendedlogs/states/{self.state_machine_name}-", stack_id_suffix()]),
             retention=settings.log_retention,
             removal_policy=settings.removal,
         )
@@ -62,18 +66,20 @@ class Workflow(Group):
         )
         self._grant(storage, functions)
         self._trigger(settings, storage)
+        self._clean_up_uncaught_endings(functions)
 
     def _grant(self, storage: Storage, functions: Functions) -> None:
         role = self.state_machine.role
+        invoked = {name: functions.by_name[name] for name in FUNCTION_NAMES}  # the ASL's, not Cleanup
         # Published versions only (ARN:*), never $LATEST: each execution calls the versions its
         # definition named when it started, while a deploy publishes new ones for new runs
         # (CDK retains the old versions, so a running execution keeps its code and model).
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"], resources=[f"{fn.function_arn}:*" for fn in functions.by_name.values()]
+                actions=["lambda:InvokeFunction"], resources=[f"{fn.function_arn}:*" for fn in invoked.values()]
             )
         )
-        for name, fn in functions.by_name.items():
+        for name, fn in invoked.items():
             acknowledge(
                 role,
                 f"AwsSolutions-IAM5[Resource::{ref(self, fn, 'Arn')}:*]",
@@ -159,7 +165,7 @@ class Workflow(Group):
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [storage.input_bucket.bucket_name]},
-                    "object": {"key": events.Match.wildcard(f"{settings.input_prefix}*{settings.input_suffix}")},
+                    "object": {"key": key_pattern(settings.input_prefix, settings.input_suffix)},
                 },
             ),
             targets=[
@@ -171,3 +177,64 @@ class Workflow(Group):
                 )
             ],
         )
+
+    def _clean_up_uncaught_endings(self, functions: Functions) -> None:
+        """The ASL's Catch never sees an execution's own timeout, a StopExecution or a failure
+        inside ReportFailure: a rule on the execution status changes runs Cleanup, which writes
+        the failure report, aborts the upload and releases the claim (idempotently)."""
+        self.cleanup_dlq = sqs.Queue(
+            self,
+            "CleanupDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        checkov_skip(self.cleanup_dlq, "CKV_AWS_27", "The queue is encrypted at rest with SQS-managed "
+                     "keys (SSE-SQS); its messages are execution status events (names, keys), no lyrics.")
+        acknowledge(
+            self.cleanup_dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the cleanup rule's target (execution "
+            "endings whose cleanup could not be delivered); an alarm watches it.",
+        )
+        self.cleanup_rule = events.Rule(
+            self,
+            "OnUncaughtEnding",
+            description="Clean up after a lyrics-classifier execution that timed out, was stopped or failed",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    functions.cleanup,
+                    dead_letter_queue=self.cleanup_dlq,
+                    retry_attempts=20,
+                    max_event_age=Duration.hours(6),
+                )
+            ],
+        )
+
+
+def stack_id_suffix() -> str:
+    """The UUID at the end of the stack's id (`arn:...:stack/<name>/<uuid>`): new for every
+    creation of the stack, the same for every update of it."""
+    return Fn.select(2, Fn.split("/", Aws.STACK_ID))
+
+
+def key_pattern(prefix: str, suffix: str) -> list[Any]:
+    """The trigger's object-key filter: under `prefix`, ending with `suffix` in any case
+    (`.csv` matches `SONGS.CSV`). EventBridge cannot AND a prefix and a case-insensitive suffix
+    on one field, so with a prefix the suffix's case variants become wildcard patterns."""
+    if not suffix:
+        return [{"prefix": prefix}] if prefix else [{"exists": True}]
+    if not prefix:
+        return events.Match.suffix_equals_ignore_case(suffix)
+    variants = {""}
+    for char in suffix:
+        variants = {v + c for v in variants for c in {char.lower(), char.upper()}}
+    return [{"wildcard": f"{prefix}*{variant}"} for variant in sorted(variants)]  # settings refuse `*` in both

@@ -19,6 +19,10 @@ LABEL_SET_SUFFIX = ".json"
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
+# Outside the ASL: the target of the rule on the state machine's execution status changes
+# (FAILED, TIMED_OUT, ABORTED), for the endings its Catch cannot see.
+CLEANUP_FUNCTION = "Cleanup"
+ALL_FUNCTION_NAMES = (*FUNCTION_NAMES, CLEANUP_FUNCTION)
 # The state machine invokes published versions (`<function arn>:<version>`), never $LATEST.
 
 # Outputs of the deployed stack: `submit` and `status` find its resources by these keys and

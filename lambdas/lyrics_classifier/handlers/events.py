@@ -74,3 +74,19 @@ class ReportFailureEvent(TypedDict, total=False):
     event: ExecutionState
     run_id: str
     failure: Failure
+
+
+class ExecutionStatusDetail(TypedDict, total=False):
+    executionArn: str
+    stateMachineArn: str
+    name: str  # the execution's name: the run id
+    status: str  # FAILED, TIMED_OUT or ABORTED (the rule's filter)
+    input: str  # the execution's input as a JSON string: the upload's event
+    error: str | None
+    cause: str | None
+
+
+class ExecutionStatusChangeEvent(TypedDict):
+    """EventBridge's "Step Functions Execution Status Change" event (the fields read)."""
+
+    detail: ExecutionStatusDetail

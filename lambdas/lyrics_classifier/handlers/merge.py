@@ -21,9 +21,10 @@ metrics = Metrics(namespace=METRICS_NAMESPACE)
 def handler(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     """event: the Split result ({"run_id", "bucket", ...})"""
     logger.append_keys(run_id=event["run_id"])
-    result = merge_results(s3_client(), bucket=event["bucket"], run_id=event["run_id"])
-    metrics.add_metric(name="RowsIn", unit=MetricUnit.Count, value=result["rows_in"])
-    metrics.add_metric(name="RowsClassified", unit=MetricUnit.Count, value=result["rows_classified"])
-    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=result["rows_rejected"])
+    result = merge_results(s3_client(), bucket=event["bucket"], run_id=event["run_id"], job=event.get("job"))
+    if result.pop("completed_now", True):  # a repeated Merge counts nothing twice
+        metrics.add_metric(name="RowsIn", unit=MetricUnit.Count, value=result["rows_in"])
+        metrics.add_metric(name="RowsClassified", unit=MetricUnit.Count, value=result["rows_classified"])
+        metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=result["rows_rejected"])
     logger.info("results written", extra=result)
     return result

@@ -1,0 +1,286 @@
+"""Split: claim the object version, check the upload's label set, index the input into byte
+ranges in one byte-level pass, write the manifest and start the result's multipart upload."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import math
+import time
+from typing import Any, Iterator
+
+from ..contract import LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS, DEFAULT_RANGE_BYTES
+from ..csvfile import SNIFF_BYTES, InputError, detect_encoding, find_text_column, iter_records
+from ..index import RangeIndexer, header_end, line_break
+from ..labelset import LabelSetError
+from ..labelset import parse as parse_label_set
+from .classify import row_codec
+from .keys import (claim_key, label_set_copy_key, label_set_key, manifest_key, result_key, run_info_key,
+                   run_prefix, version_token)
+from .s3io import (CHECKSUM, READ_BLOCK_BYTES, claim_version, completed_part, get_json_or_none, is_missing, put_json, read_blocks, read_range,
+                   release_claim, resolve_input, utc_now)
+
+HEADER_LIMIT_BYTES = 16 * MIB
+UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+
+
+
+
+def split_input(
+    s3: Any,
+    *,
+    input_bucket: str,
+    input_key: str,
+    work_bucket: str,
+    run_id: str,
+    version_id: str | None = None,
+    range_bytes: int = DEFAULT_RANGE_BYTES,
+    text_column: str | None = None,
+    input_prefix: str = "",
+) -> dict[str, Any]:
+    """Claim the object version, check the label set the upload selects (label_set_key), index
+    the file into byte ranges, write the manifest and start the result's multipart upload.
+    Returns keys and counts only (it travels through the state).
+
+    A second run of the same object version (a duplicate event) returns at once with
+    `duplicate_of` set to the run that owns it; the same execution running Split again (AWS
+    retried it after it finished) gets the answer of the first, from run.json. A file that
+    cannot be read as a CSV raises InputError with the reason.
+    """
+    started = time.perf_counter()
+    key, head = resolve_input(s3, input_bucket, input_key, version_id)
+    size = int(head["ContentLength"])
+    source = {
+        "bucket": input_bucket,
+        "key": key,
+        "version_id": version_id or head.get("VersionId") or None,
+        "etag": head.get("ETag"),
+    }
+    owner = claim_version(s3, work_bucket, source, run_id)
+    result = {
+        "run_id": run_id,
+        "duplicate_of": owner if owner != run_id else None,
+        "bucket": work_bucket,
+        "manifest_key": manifest_key(run_id),
+        "claim_key": claim_key(source),
+        "input_key": key,
+        "bytes": size,
+        "ranges": 0,
+        "job": None,
+    }
+    if result["duplicate_of"]:
+        return result
+    earlier = get_json_or_none(s3, work_bucket, run_info_key(run_id))
+    if earlier is not None:  # AWS ran this step again after it finished: the same answer, no new upload
+        return {**result, "ranges": earlier["ranges"], "job": earlier["job"]}
+    try:
+        label_set = _copy_label_set(s3, source, input_prefix, work_bucket, run_id)
+        indexed = _index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started, label_set)
+        return {**result, **indexed}
+    except BaseException:
+        release_claim(s3, work_bucket, result["claim_key"], run_id)  # a new execution may try again
+        raise
+
+
+def _copy_label_set(s3: Any, source: dict[str, Any], input_prefix: str, work_bucket: str,
+                    run_id: str) -> dict[str, str] | None:
+    """Read and check the upload's label set, and copy it into the run's work area, so that
+    every range classifies with the very same labels even if the set changes mid-run. A
+    missing or invalid set fails the run here, before any range is classified."""
+    if source["key"].startswith(LABELS_PREFIX):
+        raise InputError(f"{LABELS_PREFIX} holds label sets: upload CSV files to another folder or the bucket root")
+    key = label_set_key(source["key"], input_prefix)
+    if key is None:
+        return None
+    uri = f"s3://{source['bucket']}/{key}"
+    folder = key[len(LABELS_PREFIX):-len(LABEL_SET_SUFFIX)]
+    try:
+        document = s3.get_object(Bucket=source["bucket"], Key=key)["Body"].read()
+    except Exception as exc:
+        if not is_missing(exc):
+            raise
+        raise LabelSetError(
+            f"{uri} does not exist: a file in the folder {folder}/ is classified with the label set "
+            f"{key}; upload one there, or upload the file to the bucket root for the model's own labels"
+        ) from None
+    label_set = parse_label_set(document, uri, name=folder)
+    if label_set.examples:
+        raise LabelSetError(f"{uri}: examples (a fitted head) need `lyrics-classifier build-model`; "
+                            "a label set chosen at run time holds descriptions only")
+    copy = label_set_copy_key(run_id)
+    s3.put_object(Bucket=work_bucket, Key=copy, Body=document, ContentType="application/json")
+    return {"key": copy, "sha256": label_set.sha256, "source": uri, "name": label_set.name}
+
+
+def load_label_set(s3: Any, job: dict[str, Any]):
+    """The LabelSet of a run (Split's copy), or None for the model's own labels."""
+    chosen = job.get("label_set")
+    if not chosen:
+        return None
+    document = s3.get_object(Bucket=job["bucket"], Key=chosen["key"])["Body"].read()
+    return parse_label_set(document, chosen["source"], name=chosen["name"])
+
+
+def _index_input(
+    s3: Any,
+    source: dict[str, Any],
+    size: int,
+    work_bucket: str,
+    run_id: str,
+    range_bytes: int,
+    text_column: str | None,
+    started: float,
+    label_set: dict[str, str] | None,
+) -> dict[str, Any]:
+    started_at = utc_now()
+    if size == 0:
+        raise InputError("the file is empty: expected a CSV with a header row")
+    # Never fewer than MIN_RANGE_BYTES (S3's part minimum), never more than PLANNED_MAX_PARTS ranges.
+    range_bytes = max(range_bytes, MIN_RANGE_BYTES, math.ceil(size / PLANNED_MAX_PARTS))
+
+    blocks = read_blocks(s3, source, size)
+    first = next(blocks)
+    encoding = detect_encoding(first[:SNIFF_BYTES])
+    indexed_source = source
+    if encoding.startswith("utf-16"):
+        indexed_source = {"bucket": work_bucket, "key": f"{run_prefix(run_id)}input.utf8.csv", "version_id": None}
+        blocks = _transcode_to_work_area(s3, _chain(first, blocks), encoding, indexed_source)
+        first = next(blocks, b"")
+        row_encoding = "utf-8"
+    else:
+        row_encoding = encoding
+    newline = line_break(first[:SNIFF_BYTES])
+    header, first = _read_header(first, blocks, row_encoding, newline)
+    text_index = find_text_column(header, text_column)
+
+    indexer = RangeIndexer(range_bytes, newline)
+    for block in _chain(first, blocks):
+        indexer.feed(block)
+    ranges = indexer.finish()
+    if indexer.in_quotes:
+        raise InputError(_unclosed_quote_reason(s3, indexed_source, ranges[-1], row_encoding))
+    if indexed_source is not source:
+        indexed_source["etag"] = s3.head_object(Bucket=work_bucket, Key=indexed_source["key"])["ETag"]
+
+    out_key = result_key(source["key"])
+    upload_id = s3.create_multipart_upload(
+        **CHECKSUM,
+        Bucket=work_bucket,
+        Key=out_key,
+        ContentType=CSV_CONTENT_TYPE,
+        Metadata={"execution": run_id, "input-version": version_token(source)},
+    )["UploadId"]
+    job = {
+        "run_id": run_id,
+        "bucket": work_bucket,
+        "source": indexed_source,
+        "encoding": row_encoding,
+        "columns": len(header),
+        "text_column_index": text_index,
+        "result_key": out_key,
+        "upload_id": upload_id,
+        **({"label_set": label_set} if label_set else {}),
+    }
+    run = {
+        "run_id": run_id,
+        "input": {**source, "bytes": size, "encoding": encoding},
+        "job": job,
+        "header": header,
+        "text_column": header[text_index],
+        "range_bytes": range_bytes,
+        "ranges": len(ranges),
+        "started_at": started_at,
+        "split_seconds": round(time.perf_counter() - started, 3),
+    }
+    put_json(s3, work_bucket, manifest_key(run_id), [r.as_item() for r in ranges])
+    put_json(s3, work_bucket, run_info_key(run_id), run)  # last: its presence means Split is done
+    return {"ranges": len(ranges), "job": job}
+
+
+
+
+def _unclosed_quote_reason(s3: Any, source: dict[str, Any], last: Any, encoding: str) -> str:
+    """The file ends inside quotes: the parser names the line where the field opens, if the
+    last range is small enough to parse here; else the line after which it opens."""
+    if last.end - last.start <= UNCLOSED_QUOTE_PARSE_BYTES:
+        text = read_range(s3, source, last.start, last.end).decode(row_codec(encoding), "surrogateescape")
+        try:
+            for _ in iter_records(io.StringIO(text.lstrip("\ufeff"), newline=""), first_line=last.first_line):
+                pass
+        except InputError as exc:
+            return str(exc)
+    return (
+        f"a quoted field opened after line {last.first_line} is never closed (unbalanced double "
+        "quote); every field that starts with \" must end with \", and quotes inside it are written \"\""
+    )
+
+
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _read_header(
+    first: bytes, blocks: Iterator[bytes], encoding: str, newline: bytes
+) -> tuple[list[str], bytes]:
+    """The header's fields, and the bytes read so far (the header is part of range 0)."""
+    buffer = first
+    while (end := header_end(buffer, newline)) is None and len(buffer) < HEADER_LIMIT_BYTES:
+        more = next(blocks, None)
+        if more is None:
+            end = len(buffer)
+            break
+        buffer += more
+    if end is None:
+        raise InputError(f"no end of the header row in the first {HEADER_LIMIT_BYTES // MIB} MiB: is this a CSV?")
+    text = buffer[:end].decode(encoding, errors="replace")
+    header = next(iter_records(io.StringIO(text, newline="")), None)
+    if header is None:
+        raise InputError("the file has no header row (it is empty or only blank lines)")
+    return header.fields, buffer
+
+
+def _transcode_to_work_area(
+    s3: Any, blocks: Iterator[bytes], encoding: str, target: dict[str, Any]
+) -> Iterator[bytes]:
+    """UTF-16 cannot be indexed with single-byte quotes: re-encode it once as UTF-8 into the
+    work area (multipart, 8 MiB parts) and yield the UTF-8 blocks as they are written."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    upload_id = s3.create_multipart_upload(Bucket=target["bucket"], Key=target["key"], **CHECKSUM)["UploadId"]
+    parts: list[dict[str, Any]] = []
+    pending = bytearray()
+
+    def upload(data: bytes) -> None:
+        number = len(parts) + 1
+        uploaded = s3.upload_part(
+            Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, PartNumber=number, Body=data, **CHECKSUM
+        )
+        parts.append(completed_part({"etag": uploaded["ETag"], "part": number,
+                                     "checksum_crc32": uploaded.get("ChecksumCRC32")}))
+
+    try:
+        done = False
+        while not done:
+            block = next(blocks, None)
+            done = block is None
+            try:
+                text = decoder.decode(block or b"", final=done)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"the file is not valid {encoding} text ({exc.reason})") from None
+            data = text.encode("utf-8")
+            pending += data
+            if len(pending) >= READ_BLOCK_BYTES or (done and (pending or not parts)):
+                upload(bytes(pending))
+                pending.clear()
+            if data:
+                yield data
+        s3.complete_multipart_upload(
+            Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        s3.abort_multipart_upload(Bucket=target["bucket"], Key=target["key"], UploadId=upload_id)
+        raise
+
