@@ -20,6 +20,7 @@ from lyrics_classifier.runtime import Classifier
 from lyrics_classifier.workflow import (
     IncompleteRunError,
     classify_range,
+    clean_up_ended_execution,
     failure_key,
     merge_results,
     result_key,
@@ -388,3 +389,101 @@ def test_invalid_utf16_is_refused_readably(s3):
     with pytest.raises(InputError, match=r"the file is not valid utf-16 text"):
         split(s3, version_id=upload(s3, body))
     assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="runs/claims/")  # released: nothing ran
+
+
+# ----------------------------------------------------------------------------- at least once
+# Step Functions may run any step again after it succeeded (a lost response) or after a
+# timeout that struck once its work was done. Each step must reach the same end state.
+
+
+def listed(s3, prefix: str) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=OUT, Prefix=prefix).get("Contents", [])}
+
+
+def test_split_run_again_answers_as_the_first_and_starts_no_second_upload(s3):
+    version = upload(s3, b"lyrics\nla la\nhey\n")
+    first = split(s3, version_id=version)
+    again = split(s3, version_id=version)
+    assert again == first  # the same job: the same upload id, ranges and keys
+    assert len(s3.list_multipart_uploads(Bucket=OUT)["Uploads"]) == 1
+
+
+def test_merge_run_again_after_it_completed_answers_the_same_and_keeps_the_result(s3, classifier):
+    data, first = run_steps(s3, classifier, b"lyrics\nwhiskey on the porch\nbaila conmigo\n")
+    summary = s3.get_object(Bucket=OUT, Key=first["summary_key"])["Body"].read()
+    again = merge_results(s3, bucket=OUT, run_id="run-1")
+    assert (first.pop("completed_now"), again.pop("completed_now")) == (True, False)
+    assert again == first
+    assert s3.get_object(Bucket=OUT, Key=first["result_key"])["Body"].read() == data
+    assert s3.get_object(Bucket=OUT, Key=first["summary_key"])["Body"].read() == summary  # not rewritten
+    assert "Contents" not in s3.list_objects_v2(Bucket=OUT, Prefix="failed/")
+
+
+def test_merge_that_timed_out_after_completing_the_upload_writes_the_summary_when_run_again(s3, classifier):
+    result = split(s3, version_id=upload(s3, b"lyrics\nwhiskey on the porch\n"))
+    classify_all(s3, classifier, result)
+    job = result["job"]
+    stats = json.loads(s3.get_object(Bucket=OUT, Key="runs/run-1/parts/00000.json")["Body"].read())
+    # What the first Merge got done before its timeout: the upload is complete, nothing else.
+    s3.complete_multipart_upload(Bucket=OUT, Key=job["result_key"], UploadId=job["upload_id"], MultipartUpload={
+        "Parts": [{"ETag": stats["etag"], "PartNumber": 1, "ChecksumCRC32": stats["checksum_crc32"]}]})
+    merged = merge_results(s3, bucket=OUT, run_id="run-1", job=job)
+    assert merged["status"] == "complete" and merged["rows_in"] == 1 and not merged["completed_now"]
+    assert json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())["rows_in"] == 1
+
+
+def test_a_failure_report_after_this_runs_merge_completed_keeps_the_result(s3, classifier):
+    data, merged = run_steps(s3, classifier, b"lyrics\nwhiskey on the porch\n")
+    job = json.loads(s3.get_object(Bucket=OUT, Key="runs/run-1/run.json")["Body"].read())["job"]
+    for _ in range(2):  # ReportFailure, run twice, after a Merge whose answer never arrived
+        report = write_failure_report(s3, bucket=OUT, source=job["source"], run_id="run-1",
+                                      error="Lambda.Unknown", cause="", job=job)
+    assert s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read() == data
+    assert s3.head_object(Bucket=OUT, Key=merged["summary_key"])
+    written = json.loads(s3.get_object(Bucket=OUT, Key=report["report_key"])["Body"].read())
+    assert written["result_kept"] == merged["result_key"] and "is kept" in written["reason"]
+
+
+def test_cleanup_after_a_timeout_reports_aborts_and_releases_once_whatever_the_repeats(s3, classifier):
+    version = upload(s3, b"lyrics\nla la\n")
+    result = split(s3, version_id=version)
+    classify_all(s3, classifier, result)  # then the execution's time ran out: no Merge, no Catch
+    source = {"bucket": IN, "key": "songs.csv", "version_id": version, "etag": None}
+    outcomes = [clean_up_ended_execution(s3, bucket=OUT, run_id="run-1", status="TIMED_OUT", source=source)
+                for _ in range(2)]
+    assert [o["cleaned_up"] for o in outcomes] == [True, False]
+    report = json.loads(s3.get_object(Bucket=OUT, Key=failure_key("songs.csv"))["Body"].read())
+    assert report["error"] == "States.Timeout" and "time limit" in report["reason"]
+    assert s3.list_multipart_uploads(Bucket=OUT).get("Uploads", []) == []
+    assert listed(s3, "runs/claims/") == set() and listed(s3, "results/") == set()
+    assert split(s3, run_id="run-2", version_id=version)["duplicate_of"] is None  # the version may run again
+
+
+def test_cleanup_after_report_failure_ran_leaves_its_report_alone(s3):
+    version = upload(s3, b"lyrics\nla la\n")
+    result = split(s3, version_id=version)
+    write_failure_report(s3, bucket=OUT, source=result["job"]["source"], run_id="run-1", error="InputError",
+                         cause="line 9: bad", job=result["job"], claim=result["claim_key"])
+    before = s3.get_object(Bucket=OUT, Key=failure_key("songs.csv"))["Body"].read()
+    outcome = clean_up_ended_execution(s3, bucket=OUT, run_id="run-1", status="FAILED",
+                                       source={"bucket": IN, "key": "songs.csv", "version_id": version},
+                                       error="InputError", cause="line 9: bad")
+    assert outcome["cleaned_up"] is False and outcome["reason"] == "line 9: bad"
+    assert s3.get_object(Bucket=OUT, Key=failure_key("songs.csv"))["Body"].read() == before
+
+
+def test_multipart_uploads_name_one_checksum_algorithm_from_create_to_complete(s3, classifier):
+    """botocore >= 1.36 puts a CRC32 on every UploadPart by default; S3 wants the parts'
+    checksums to match what CreateMultipartUpload declared, and Complete to name them."""
+    calls: list[tuple[str, dict]] = []
+    s3.meta.events.register("provide-client-params.s3.*",
+                            lambda params, model, **_: calls.append((model.name, dict(params))))
+    utf16 = "lyrics\nwhiskey on the porch\n".encode("utf-16")  # Split's transcoded copy: a second upload
+    run_steps(s3, classifier, utf16)
+    creates = [p for name, p in calls if name == "CreateMultipartUpload"]
+    parts = [p for name, p in calls if name == "UploadPart"]
+    completes = [p for name, p in calls if name == "CompleteMultipartUpload"]
+    assert len(creates) == 2 and len(completes) == 2 and len(parts) == 2
+    assert all(p["ChecksumAlgorithm"] == "CRC32" for p in creates + parts)
+    for complete in completes:
+        assert all(part["ChecksumCRC32"] for part in complete["MultipartUpload"]["Parts"])

@@ -18,6 +18,7 @@ _AREAS = (
     "lyrics_classifier.deployed",  # submit, status
     "lyrics_classifier.serve",  # serve
     "lyrics_classifier.evaluation",  # evaluate
+    "lyrics_classifier.doctor",  # doctor
 )
 
 

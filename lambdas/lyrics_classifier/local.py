@@ -29,8 +29,11 @@ from typing import Any, Callable, Iterator
 from functools import partial
 from urllib.parse import unquote
 
+from .faults import KINDS, STEPS, THROTTLES_PER_INVOCATION, FaultPlan, parse_fault
 from .predict import add_label_arguments, label_set_from_args
 from .contract import (
+    ALL_FUNCTION_NAMES,
+    CLEANUP_FUNCTION,
     DEFAULT_RANGE_BYTES,
     FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
@@ -45,9 +48,11 @@ INPUT_BUCKET = "lyrics-input"
 OUTPUT_BUCKET = "lyrics-output"
 LOCAL_VERSION = "1"  # the qualifier of the local function ARNs, as a deployed version's
 LOCAL_EXECUTION_TIMEOUT_S = 7 * 24 * 3600  # a laptop run may be long; Ctrl-C stops it
+LOCAL_MACHINE_NAME = "lyrics-classifier"
 # Function name in the local ARNs -> module whose `handler` answers it.
 FUNCTIONS = {name: f"lyrics_classifier.handlers.{module}" for name, module in zip(
-    FUNCTION_NAMES, ("split", "classify", "merge", "report_failure"), strict=True)}
+    ALL_FUNCTION_NAMES, ("split", "classify", "merge", "report_failure", "cleanup"), strict=True)}
+UNCAUGHT_ENDINGS = ("FAILED", "TIMED_OUT", "ABORTED")  # the deployed Cleanup rule's statuses
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -82,7 +87,7 @@ def load_definition(max_concurrency: int, asl_path: Path = ASL_PATH) -> str:
         raise FileNotFoundError(f"state machine definition not found at {asl_path}")
     text = asl_path.read_text(encoding="utf-8")
     # The deployed machine invokes a published version of each function; so does the local one.
-    substitutions = {f"{name}FunctionArn": function_arn(name, LOCAL_VERSION) for name in FUNCTIONS}
+    substitutions = {f"{name}FunctionArn": function_arn(name, LOCAL_VERSION) for name in FUNCTION_NAMES}
     substitutions["MaxConcurrency"] = str(max_concurrency)
     substitutions["ExecutionTimeoutSeconds"] = str(LOCAL_EXECUTION_TIMEOUT_S)
     substitutions["WorkBucketName"] = OUTPUT_BUCKET
@@ -139,7 +144,8 @@ class Progress:
 
 class LambdaRouter:
     """The before-send hook: answers `lambda.Invoke` requests by calling the handler in-process,
-    with the response shapes the Lambda service uses (function errors included)."""
+    with the response shapes the Lambda service uses (function errors included), and applies
+    the run's injected faults (faults.py) the way the Lambda service would deliver them."""
 
     def __init__(
         self,
@@ -147,47 +153,93 @@ class LambdaRouter:
         progress: Progress,
         on_split: Callable[[dict[str, Any]], None] | None = None,
         classify_concurrency: int | None = None,
+        faults: FaultPlan | None = None,
+        end_execution: Callable[[str], None] | None = None,
     ):
         self.handlers = handlers
         self.progress = progress
         self.on_split = on_split
         # Like Classify's reserved concurrency: invocations beyond it are throttled (HTTP 429).
         self.classify_slots = threading.BoundedSemaphore(classify_concurrency) if classify_concurrency else None
+        self.faults = faults or FaultPlan()
+        self.end_execution = end_execution  # execution:timeout: ends the run's execution by its name
+        self.ended_runs: set[str] = set()
 
     def __call__(self, request: Any, **_: Any) -> Any:
         name = function_name_of(request.url)
+        body = request.body or b""
+        body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        if self.faults.strike(name, "throttle", body, times=THROTTLES_PER_INVOCATION):
+            with self.progress.lock:
+                self.progress.throttled += 1
+            return _throttled(request.url)
         if name == "Classify" and self.classify_slots is not None:
             if not self.classify_slots.acquire(blocking=False):
                 with self.progress.lock:
                     self.progress.throttled += 1
                 return _throttled(request.url)
             try:
-                return self._invoke(name, request)
+                return self._invoke(name, request.url, body)
             finally:
                 self.classify_slots.release()
-        return self._invoke(name, request)
+        return self._invoke(name, request.url, body)
 
-    def _invoke(self, name: str, request: Any) -> Any:
+    def call(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Invoke a function directly (as EventBridge invokes the Cleanup function)."""
+        return self.handlers[name](payload, LambdaContext(function_name=name))
+
+    def _invoke(self, name: str, url: str, body: bytes) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        payload = json.loads(request.body or b"{}")
+        payload = json.loads(body or b"{}")
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         try:
-            result = self.handlers[name](payload, LambdaContext(function_name=name))
+            if "fail" in self.faults.kinds(name):
+                raise InjectedFault(f"{name} failed: a fault injected with --fault (it fails every time)")
+            result = self.call(name, payload)
         except Exception as exc:  # what the Lambda runtime reports for an unhandled exception
-            result = {
-                "errorMessage": str(exc),
-                "errorType": type(exc).__name__,
-                "stackTrace": traceback.format_tb(exc.__traceback__),
-            }
-            headers["X-Amz-Function-Error"] = "Unhandled"
             self.progress.record_error(name, exc)
-        else:
-            self.progress.record(name, result)
-            if name == "Split" and self.on_split:
-                self.on_split(result)
-        body = json.dumps(result).encode("utf-8")
-        return AWSResponse(request.url, 200, headers, _RawBody(body))
+            return _function_error(url, type(exc).__name__, str(exc), traceback.format_tb(exc.__traceback__))
+        # At-least-once: the work is done, but Step Functions does not hear of it and runs it again.
+        if self.faults.strike(name, "repeat", body):
+            return _service_exception(url)
+        if self.faults.strike(name, "timeout", body):
+            return _function_error(url, "Sandbox.Timedout", f"RequestId: {uuid.uuid4()} Error: Task timed out "
+                                   "after its work was done (a fault injected with --fault)")
+        if name == "Classify" and self.faults.execution_timeout and self.end_execution:
+            run_id = payload["job"]["run_id"]
+            if run_id not in self.ended_runs:  # the execution's time is up while ranges are classified
+                self.ended_runs.add(run_id)
+                self.end_execution(run_id)
+        self.progress.record(name, result)
+        if name == "Split" and self.on_split:
+            self.on_split(result)
+        return AWSResponse(url, 200, headers, _RawBody(json.dumps(result).encode("utf-8")))
+
+
+class InjectedFault(Exception):
+    """The error of `--fault STEP:fail`."""
+
+
+def _function_error(url: str, error_type: str, message: str, stack: list[str] | None = None) -> Any:
+    """The Lambda service's answer when the function raised (or timed out): HTTP 200 with
+    X-Amz-Function-Error, the error as the payload."""
+    from botocore.awsrequest import AWSResponse
+
+    body = json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack or []})
+    headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST",
+               "X-Amz-Function-Error": "Unhandled"}
+    return AWSResponse(url, 200, headers, _RawBody(body.encode("utf-8")))
+
+
+def _service_exception(url: str) -> Any:
+    """The Lambda service's answer when it fails on its side (Step Functions: Lambda.ServiceException)."""
+    from botocore.awsrequest import AWSResponse
+
+    body = json.dumps({"Type": "Service", "message": "The response was lost (a fault injected with --fault)"})
+    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": "ServiceException",
+               "x-amzn-RequestId": str(uuid.uuid4())}
+    return AWSResponse(url, 500, headers, _RawBody(body.encode("utf-8")))
 
 
 def _throttled(url: str) -> Any:
@@ -263,6 +315,7 @@ class RunResult:
     failure: dict[str, Any] | None = None
     throttled: int = 0  # Classify invocations throttled at the concurrency cap, then retried
     report_path: Path | None = None  # the run report (HTML) beside the summary
+    faults_struck: dict[str, int] = field(default_factory=dict)  # step:kind -> times injected
 
 
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
@@ -320,11 +373,13 @@ def run_workflow(
     on_progress: Callable[[Progress, float], None] | None = None,
     poll_seconds: float = 0.2,
     label_set: Any = None,
+    faults: FaultPlan | None = None,
 ) -> RunResult:
     """Run the state machine on one CSV and write the classified CSV, summary and run report
     beside it (or to `output`). `label_set` (a labelset.LabelSet) replaces the model's labels:
     it is uploaded to labels/<name>.json and the CSV into the folder <name>/, as on AWS.
-    Raises RunFailed with the failure report's reason if the run fails."""
+    `faults` makes the run meet AWS's faults (faults.py). Raises RunFailed with the failure
+    report's reason if the run fails."""
     from .runtime import default_model_dir
 
     input_path = Path(input_path)
@@ -367,7 +422,7 @@ def run_workflow(
     with settings.use(given), patched_environ(sdk), deep_recursion():
         return _execute(
             input_path, csv_path, summary_path, error_path, concurrency,
-            handlers, classify_concurrency, on_progress, poll_seconds, label_set,
+            handlers, classify_concurrency, on_progress, poll_seconds, label_set, faults or FaultPlan(),
         )
 
 
@@ -381,26 +436,29 @@ def _execute(
     classify_concurrency: int | None,
     on_progress: Callable[[Progress, float], None] | None,
     poll_seconds: float,
-    label_set: Any = None,
+    label_set: Any,
+    faults: FaultPlan,
 ) -> RunResult:
     import boto3
     from moto import mock_aws
 
+    from . import awsrules
     from .workflow import failure_key, label_set_key, report_key, result_key, summary_key
 
     handlers = handlers or default_handlers()
     progress = Progress()
     started = time.perf_counter()
+    awsrules.apply()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         # moto swaps in a fresh default session on entry; the interpreter's Lambda client is
         # built from it, so the hook goes on the session in force now.
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register(
-            "before-send.lambda.Invoke", LambdaRouter(
-                handlers, progress, on_split=partial(_share_cores, concurrency), classify_concurrency=classify_concurrency
-            )
+        router = LambdaRouter(
+            handlers, progress, on_split=partial(_share_cores, concurrency), classify_concurrency=classify_concurrency,
+            faults=faults, end_execution=partial(_stop_execution, LOCAL_MACHINE_NAME),
         )
+        boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", router)
         s3 = boto3.client("s3", region_name=REGION)
         sfn = boto3.client("stepfunctions", region_name=REGION)
         for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
@@ -413,7 +471,7 @@ def _execute(
         s3.upload_file(str(input_path), INPUT_BUCKET, key)
         head = s3.head_object(Bucket=INPUT_BUCKET, Key=key)
         machine = sfn.create_state_machine(
-            name="lyrics-classifier",
+            name=LOCAL_MACHINE_NAME,
             definition=load_definition(concurrency),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/lyrics-classifier-local",
         )["stateMachineArn"]
@@ -428,16 +486,13 @@ def _execute(
         if on_progress:
             on_progress(progress, time.perf_counter() - started)
         status = described["status"]
-        failed_items = _failed_map_items(sfn, execution)
-        if status == "SUCCEEDED" and failed_items:
-            # moto reports the Map as SUCCEEDED even when children failed (AWS would not);
-            # Merge refuses incomplete input, so this is a second line of defence.
-            status = "FAILED"
         if status != "SUCCEEDED":
+            if name in router.ended_runs:  # execution:timeout ended it (moto can only stop it: ABORTED)
+                status = "TIMED_OUT"
+            if status in UNCAUGHT_ENDINGS:  # the deployed stack's Cleanup rule fires on these
+                clean_up_after(router, described, status)
             report = _read_json(s3, OUTPUT_BUCKET, failure_key(key))
-            reason = (report or {}).get("reason") or described.get("cause") or (
-                f"{failed_items} ranges failed to classify" if failed_items else f"execution {status}"
-            )
+            reason = (report or {}).get("reason") or described.get("cause") or f"execution {status}"
             if report:
                 _write_json(error_path, report)
             raise RunFailed(reason, report, progress.first_error)
@@ -456,6 +511,7 @@ def _execute(
         seconds=time.perf_counter() - started,
         throttled=progress.throttled,
         report_path=report_path(summary_path),
+        faults_struck=faults.struck(),
     )
 
 
@@ -490,12 +546,49 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = No
     }
 
 
-def _failed_map_items(sfn: Any, execution_arn: str) -> int:
-    failed = 0
-    for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
-        counts = sfn.describe_map_run(mapRunArn=run["mapRunArn"])["itemCounts"]
-        failed += counts.get("failed", 0) + counts.get("timedOut", 0) + counts.get("aborted", 0)
-    return failed
+def _stop_execution(machine_name: str, run_id: str) -> None:
+    import boto3
+
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine_name}:{run_id}"
+    boto3.client("stepfunctions", region_name=REGION).stop_execution(executionArn=arn)
+
+
+def execution_status_event(described: dict[str, Any], status: str) -> dict[str, Any]:
+    """The "Step Functions Execution Status Change" event EventBridge sends when an execution ends."""
+    def millis(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [described["executionArn"]],
+        "detail": {
+            "executionArn": described["executionArn"],
+            "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"],
+            "status": status,
+            "startDate": millis(described.get("startDate")),
+            "stopDate": millis(described.get("stopDate")),
+            "input": described.get("input"),
+            "inputDetails": {"included": True},
+            "output": None,
+            "error": described.get("error"),
+            "cause": described.get("cause"),
+        },
+    }
+
+
+def clean_up_after(router: LambdaRouter, described: dict[str, Any], status: str) -> None:
+    """What the deployed Cleanup rule does when an execution ends FAILED, TIMED_OUT or ABORTED."""
+    try:
+        router.call(CLEANUP_FUNCTION, execution_status_event(described, status))
+    except Exception as exc:  # the run has failed already; say what the cleanup hit too
+        router.progress.record_error(CLEANUP_FUNCTION, exc)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -560,8 +653,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the final summary")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' JSON logs")
+    add_fault_argument(parser)
     add_label_arguments(parser)
     parser.set_defaults(func=_run_command)
+
+
+def add_fault_argument(parser: argparse.ArgumentParser) -> None:
+    def fault(text: str) -> Any:
+        try:
+            return parse_fault(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--fault", type=fault, action="append", default=[], metavar="STEP:KIND",
+        help=f"meet a fault as AWS delivers it (repeatable; docs/operations.md): STEP is {'|'.join(STEPS)}, "
+             f"KIND is {'|'.join(KINDS)} (execution: timeout). repeat: the step runs again after it "
+             "succeeded; timeout: it reports a timeout after its work is done; throttle: HTTP 429 first; "
+             "fail: it fails every time. repeat, timeout and throttle must give the same output as a clean run",
+    )
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -588,6 +698,7 @@ def _run_command(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             on_progress=reporter,
             label_set=label_set,
+            faults=FaultPlan(args.fault),
         )
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -666,6 +777,8 @@ def format_summary(result: RunResult) -> str:
     if label_set:
         multi = f", multi-label at {label_set['threshold']}" if label_set.get("multi_label") else ""
         lines.append(f"  label set: {label_set['name']} (sha256 {label_set['sha256'][:12]}{multi})")
+    if result.faults_struck:
+        lines.append("  faults:   " + ", ".join(f"{fault} x{n}" for fault, n in sorted(result.faults_struck.items())))
     lines.append(f"output:  {result.output_csv}")
     lines.append(f"summary: {result.summary_path}")
     if result.report_path:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .keys import claim_key, failure_key, report_key, result_key, run_info_key, run_prefix, summary_key
-from .merge import completed_by, first_range_error
+from .merge import completed_by, first_range_error, unclassified_ranges
 from .s3io import (abort_upload, claim_owner, delete_if_exists, get_json_or_none, put_json, release_claim,
                    superseded_by, utc_now)
 
@@ -46,7 +46,8 @@ def write_failure_report(
     if range_error and error in ("States.ExceedToleratedFailureThreshold", "IncompleteRunError"):
         error, reason = "InputError", range_error  # the input's fault: say where
     elif error == "States.ExceedToleratedFailureThreshold":
-        reason = f"some ranges could not be classified, so no result was written ({reason})"
+        reason = (unclassified_ranges(s3, bucket, run_id)
+                  or f"some ranges could not be classified, so no result was written ({reason})")
     claim = claim or claim_key(source)
     owner = claim_owner(s3, bucket, claim)
     if owner == run_id:  # release it, so that a new execution of this version may run
@@ -133,9 +134,11 @@ def clean_up_ended_execution(
         return {"error": earlier["error"], "reason": earlier["reason"], "report_key": earlier["report_key"],
                 "cleaned_up": False}
     default_error, default_reason = UNCAUGHT_ENDINGS.get(status, UNCAUGHT_ENDINGS["FAILED"])
-    reason_error = error or default_error
+    if status == "FAILED" and (error or cause):  # ReportFailure itself failed: say so, and why
+        cause = (f"the run failed and so did its failure handling ({failure_reason(error or '', cause or '')}); "
+                 "no result was written")
     report = write_failure_report(
-        s3, bucket=bucket, source=source, run_id=run_id, error=reason_error,
+        s3, bucket=bucket, source=source, run_id=run_id, error=error or default_error,
         cause=cause or default_reason, job=job, claim=claim_key(source),
     )
     return {**report, "cleaned_up": True}

@@ -41,6 +41,23 @@ def _read_all_stats(s3: Any, bucket: str, run_id: str, items: list[dict[str, int
         return list(pool.map(read, items))
 
 
+def unclassified_reason(items: list[dict[str, int]], missing: list[dict[str, int]]) -> str:
+    where = ", ".join(f"range {m['index']} (rows from line {m['first_line']})" for m in missing[:5])
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return (f"{len(missing)} of {len(items)} ranges were not classified: {where}{more}; "
+            "no result was written (see the failed Classify executions in the Map Run)")
+
+
+def unclassified_ranges(s3: Any, bucket: str, run_id: str) -> str | None:
+    """Which ranges have no stats (never classified), said as verify_parts says it; None if
+    the run has no manifest yet or every range was classified."""
+    items = get_json_or_none(s3, bucket, manifest_key(run_id))
+    if not items:
+        return None
+    missing = [item for item, stat in zip(items, _read_all_stats(s3, bucket, run_id, items)) if stat is None]
+    return unclassified_reason(items, missing) if missing else None
+
+
 def verify_parts(
     items: list[dict[str, int]], stats: list[dict[str, Any] | None], parts: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -48,12 +65,7 @@ def verify_parts(
     which ranges are missing or inconsistent."""
     missing = [item for item, stat in zip(items, stats) if stat is None or stat["part"] not in parts]
     if missing:
-        where = ", ".join(f"range {m['index']} (rows from line {m['first_line']})" for m in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise IncompleteRunError(
-            f"{len(missing)} of {len(items)} ranges were not classified: {where}{more}; "
-            "no result was written (see the failed Classify executions in the Map Run)"
-        )
+        raise IncompleteRunError(unclassified_reason(items, missing))
     checked = [stat for stat in stats if stat is not None]
     for item, stat in zip(items, checked):
         part = parts[stat["part"]]
