@@ -47,7 +47,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "report_failure_timeout_s": (60, "report-failure function timeout (seconds)"),
     "cleanup_memory_mb": (256, "cleanup function memory (MB): the report of a run that timed out or was stopped"),
     "cleanup_timeout_s": (60, "cleanup function timeout (seconds)"),
-    "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge and report-failure each (0 = unreserved)"),
+    "workflow_reserved_concurrency": (0, "reserved concurrency of split, merge, report-failure and cleanup, each (0 = unreserved)"),
     "map_max_concurrency": (50, "Distributed Map MaxConcurrency: byte ranges classified at once per execution"),
     "range_mb": (DEFAULT_RANGE_BYTES // MIB, "MiB of input per byte range (one Classify invocation, one part of the result's upload); at least 6"),
     "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),

@@ -69,6 +69,11 @@ def wait_for_execution(env, key: str, timeout: float = 120) -> dict:
     raise AssertionError(f"no finished execution for {key} within {timeout}s")
 
 
+def keys(env, prefix: str, bucket: str = "lyrics-output") -> list[str]:
+    listed = aws(env, "s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix)
+    return [o["Key"] for o in json.loads(listed or b"{}").get("Contents", [])]
+
+
 def small_csv(tmp_path: Path, rows: int = 8) -> Path:
     with open(REPO / "samples" / "lyrics.csv", newline="", encoding="utf-8") as handle:
         sample = list(csv.DictReader(handle))[:rows]
@@ -148,6 +153,40 @@ def test_submit_download_fetches_the_result_or_the_failure_report(stack, tmp_pat
     assert failed.returncode == 1
     report = json.loads((tmp_path / "bad" / "x.error.json").read_text())
     assert "labels/missing-labels.json does not exist" in report["reason"]
+
+
+def test_an_upper_case_suffix_starts_a_run_as_the_deployed_rule_does(stack, tmp_path):
+    env, _ = stack
+    aws(env, "s3", "cp", str(small_csv(tmp_path)), "s3://lyrics-input/SHOUTED.CSV")
+    assert wait_for_execution(env, "SHOUTED.CSV")["status"] == "SUCCEEDED"
+    assert "SHOUTED.classified.csv" in aws(env, "s3", "ls", "s3://lyrics-output/results/").decode()
+
+
+def test_serve_meets_faults_and_cleans_up_a_run_that_timed_out(tmp_path):
+    """`serve --fault`: the same harness as `run --fault`. The execution's own timeout is
+    seen by no Catch; the Cleanup rule still writes the report and aborts the upload."""
+    port = free_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    process = subprocess.Popen([sys.executable, "-m", "lyrics_classifier", "serve", "--port", str(port),
+                                "--fault", "execution:timeout", "--fault", "split:repeat"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("ready:")
+        aws(env, "s3", "cp", str(small_csv(tmp_path)), "s3://lyrics-input/late.csv")
+        wait_for_execution(env, "late.csv")
+        deadline = time.monotonic() + 30
+        while "late.error.json" not in keys(env, "failed/"):
+            assert time.monotonic() < deadline, "no failure report"
+            time.sleep(0.5)
+        report = json.loads(aws(env, "s3", "cp", "s3://lyrics-output/failed/late.error.json", "-"))
+        assert report["error"] == "States.Timeout" and "time limit" in report["reason"]
+        uploads = json.loads(aws(env, "s3api", "list-multipart-uploads", "--bucket", "lyrics-output") or b"{}")
+        assert not uploads.get("Uploads")
+        assert not [key for key in keys(env, "results/") if "late" in key]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
 
 
 def test_ctrl_c_stops_the_stack(stack):

@@ -3,6 +3,7 @@ interpreter, moto S3, and the real handlers with the real default model."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -220,18 +221,22 @@ def test_cli_version(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == f"lyrics-classifier {version('lyrics-classifier')}"
 
 
-def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch):
-    """EventBridge delivers at least once: the second execution ends at `Duplicate`."""
+@contextlib.contextmanager
+def in_process_stack(model_dir: Path, monkeypatch):
+    """The state machine on moto with the real handlers, executions started by hand with the
+    events EventBridge would deliver: yields (s3, start), start(event, name) -> described."""
     import time
 
     import boto3
     from moto import mock_aws
 
+    from lyrics_classifier import awsrules
     from lyrics_classifier.handlers import settings
 
     for key, value in {"AWS_DEFAULT_REGION": local.REGION, "POWERTOOLS_METRICS_DISABLED": "true"}.items():
         monkeypatch.setenv(key, value)
-    given = settings.Settings(output_bucket=local.OUTPUT_BUCKET, model_dir=str(default_model_dir))
+    awsrules.apply()
+    given = settings.Settings(output_bucket=local.OUTPUT_BUCKET, model_dir=str(model_dir))
     with settings.use(given), mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
@@ -241,19 +246,65 @@ def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch
         for bucket in (local.INPUT_BUCKET, local.OUTPUT_BUCKET):
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        s3.put_object(Bucket=local.INPUT_BUCKET, Key="songs.csv", Body=b"lyrics\nhello road\n")
-        event = json.dumps(local.object_created_event(
-            local.INPUT_BUCKET, "songs.csv", s3.head_object(Bucket=local.INPUT_BUCKET, Key="songs.csv")))
         machine = sfn.create_state_machine(
-            name="dup", definition=local.load_definition(2), roleArn=f"arn:aws:iam::{local.ACCOUNT}:role/x"
+            name="events", definition=local.load_definition(2), roleArn=f"arn:aws:iam::{local.ACCOUNT}:role/x"
         )["stateMachineArn"]
-        outputs = []
-        for name in ("first", "second"):
-            arn = sfn.start_execution(stateMachineArn=machine, name=name, input=event)["executionArn"]
+
+        def start(event: dict, name: str) -> dict:
+            arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(event))["executionArn"]
             while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                 time.sleep(0.1)
-            assert described["status"] == "SUCCEEDED"
-            outputs.append(json.loads(described["output"]))
-        assert outputs[0]["status"] == "complete" and outputs[1]["duplicate_of"] == "first"
-        work = [o["Key"] for o in s3.list_objects_v2(Bucket=local.OUTPUT_BUCKET, Prefix="runs/second/").get("Contents", [])]
+            return described
+
+        yield s3, start
+
+
+def event_for(s3, key: str, version_id: str | None = None, **detail) -> dict:
+    head = s3.head_object(Bucket=local.INPUT_BUCKET, Key=key, **({"VersionId": version_id} if version_id else {}))
+    event = local.object_created_event(local.INPUT_BUCKET, key, head)
+    event["detail"].update(detail)
+    return event
+
+
+def output(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=local.OUTPUT_BUCKET, Key=key)["Body"].read()
+
+
+def test_the_same_event_delivered_twice_runs_once(default_model_dir, monkeypatch):
+    """EventBridge delivers at least once: the second execution ends at `Duplicate`, also when
+    it arrives long after the first finished."""
+    with in_process_stack(default_model_dir, monkeypatch) as (s3, start):
+        s3.put_object(Bucket=local.INPUT_BUCKET, Key="songs.csv", Body=b"lyrics\nhello road\n")
+        event = event_for(s3, "songs.csv")
+        first, second = start(event, "first"), start(event, "second")
+        assert first["status"] == second["status"] == "SUCCEEDED"
+        assert json.loads(first["output"])["status"] == "complete"
+        assert json.loads(second["output"])["duplicate_of"] == "first"
+        work = s3.list_objects_v2(Bucket=local.OUTPUT_BUCKET, Prefix="runs/second/").get("Contents", [])
         assert work == []
+
+
+def test_events_as_aws_sends_them(default_model_dir, monkeypatch):
+    """URL-encoded keys, multipart and copy uploads, and versions delivered out of order: an
+    older version's event arriving last never replaces the newer version's result."""
+    with in_process_stack(default_model_dir, monkeypatch) as (s3, start):
+        key = "mis canciones ñ.csv"
+        s3.put_object(Bucket=local.INPUT_BUCKET, Key=key, Body=b"lyrics\nbaila conmigo\n")
+        event = event_for(s3, key, reason="CompleteMultipartUpload")
+        event["detail"]["object"]["key"] = "mis+canciones+%C3%B1.csv"  # as S3 notifications encode keys
+        assert start(event, "encoded")["status"] == "SUCCEEDED"
+        assert b"baila conmigo" in output(s3, "results/mis canciones ñ.classified.csv")
+
+        s3.copy_object(Bucket=local.INPUT_BUCKET, Key="copy.csv", CopySource={"Bucket": local.INPUT_BUCKET, "Key": key})
+        assert start(event_for(s3, "copy.csv", reason="CopyObject"), "copied")["status"] == "SUCCEEDED"
+        assert b"baila conmigo" in output(s3, "results/copy.classified.csv")
+
+        old = s3.put_object(Bucket=local.INPUT_BUCKET, Key="songs.csv", Body=b"lyrics\nfirst words\n")["VersionId"]
+        new = s3.put_object(Bucket=local.INPUT_BUCKET, Key="songs.csv", Body=b"lyrics\nsecond words\n")["VersionId"]
+        assert start(event_for(s3, "songs.csv", new), "newer")["status"] == "SUCCEEDED"
+        late = start(event_for(s3, "songs.csv", old), "older")
+        assert late["status"] == "SUCCEEDED" and json.loads(late["output"])["status"] == "superseded"
+        result = output(s3, "results/songs.classified.csv")
+        assert b"second words" in result and b"first words" not in result
+        assert "Contents" not in s3.list_objects_v2(Bucket=local.OUTPUT_BUCKET, Prefix="failed/")
+        assert s3.list_multipart_uploads(Bucket=local.OUTPUT_BUCKET).get("Uploads", []) == []

@@ -6,7 +6,8 @@ It reads the account the deploy would go to and says, one line per check, what t
 
     ok|warn|FAIL  <what>: <plain words, what to do>
 
-- region: the region boto3 resolves (or --region); nothing works without one.
+- region: --region, else AWS_REGION, else what boto3 resolves (AWS_DEFAULT_REGION, the
+  profile), as the CDK CLI picks it; nothing works without one.
 - credentials: `sts get-caller-identity` gives the account id.
 - lambda concurrency: `lambda get-account-settings` against the stack's planned settings
   (the CDK context: cdk.json's "context" and -c overrides, as `cdk deploy` reads them).
@@ -29,6 +30,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -65,6 +68,9 @@ class Check:
     status: str  # ok | warn | FAIL
     message: str
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.message = " ".join(self.message.split())  # one line, whatever an error message holds
 
     def line(self) -> str:
         return f"{self.status:<4}  {self.what}: {self.message}"
@@ -152,7 +158,7 @@ def load_context(cdk_json: Path | None, overrides: list[str]) -> tuple[dict[str,
             + (f" with {' '.join(given)}" if given else "")
             + "; run doctor where you run `cdk deploy`, or pass --cdk-json PATH",
         )
-    check.data = {"source": str(path) if found else None, "settings": settings}
+    check.data = {"source": str(path.resolve()) if found else None, "settings": settings}
     return settings, check
 
 
@@ -182,7 +188,8 @@ def concurrency_check(limit: int, unreserved: int, settings: dict[str, Any]) -> 
     if map_max >= limit:
         data["suggested_map_max_concurrency"] = suggested
         map_warning = (
-            f"map_max_concurrency {map_max} >= the account's {limit} concurrent executions: runs will be "
+            f"map_max_concurrency {map_max} >= the account's limit of {limit} concurrent executions "
+            f"({unreserved} unreserved): runs will be "
             f"throttled and slowed down (throttled invocations wait and retry, about 2 hours per step, "
             f"before a run fails); deploy with -c map_max_concurrency={suggested} (room for "
             f"{_names(RESERVED_FUNCTIONS['workflow_reserved_concurrency'])}) and {QUOTA_HINT}"
@@ -199,20 +206,21 @@ def concurrency_check(limit: int, unreserved: int, settings: dict[str, Any]) -> 
         fix = " ".join(f"-c {key}=0" for key in reserving)
         if reservable > 0:
             fix += f" (unreserved, the default), or reserve at most {reservable} in all"
-            room = f"this account can reserve at most {reservable}"
+            room = f"more than the {reservable} this account can reserve"
         else:
             fix += f" (unreserved, the default), or {QUOTA_HINT}"
-            room = "this account can reserve nothing"
+            room = "and this account can reserve nothing"
         message = (
-            f"the deploy would fail creating {where}: set {fix}; the stack reserves {needed}, and {room} "
+            f"the deploy would fail creating {where}: set {fix}; the stack reserves {needed}, {room} "
             f"({numbers}, and AWS keeps {UNRESERVED_MINIMUM} unreserved)"
         )
         if map_warning:
-            message += f". Also: {map_warning}"
+            message += (f". Also set -c map_max_concurrency={suggested}: {map_max} >= the account's limit of "
+                        f"{limit} would throttle runs")
         return Check("lambda concurrency", FAIL, message, data)
 
     if map_warning:
-        return Check("lambda concurrency", WARN, f"{map_warning} ({numbers})", data)
+        return Check("lambda concurrency", WARN, map_warning, data)
 
     reserved = f"the stack reserves {needed}" if needed else "the stack reserves none"
     return Check(
@@ -225,10 +233,10 @@ def concurrency_check(limit: int, unreserved: int, settings: dict[str, Any]) -> 
 
 def architecture_check(settings: dict[str, Any]) -> Check:
     architecture = settings["architecture"]
-    if architecture == "arm64":
+    if architecture == ARCHITECTURES[0]:
         return Check("architecture", OK, "arm64 (Graviton); for x86_64 deploy with -c architecture=x86_64",
                      {"architecture": architecture})
-    if architecture == "x86_64":
+    if architecture == ARCHITECTURES[1]:
         return Check("architecture", OK, "x86_64; arm64 (the default) is -c architecture=arm64",
                      {"architecture": architecture})
     return Check("architecture", FAIL,
@@ -237,8 +245,13 @@ def architecture_check(settings: dict[str, Any]) -> Check:
 
 
 def _error(exc: Exception) -> tuple[str, str]:
+    """(code, message) of an AWS error; a non-AWS endpoint's HTML error page becomes its title."""
     error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code", type(exc).__name__)), str(error.get("Message", exc))
+    code, message = str(error.get("Code", type(exc).__name__)), " ".join(str(error.get("Message", exc)).split())
+    if message.lstrip().startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", message, re.IGNORECASE | re.DOTALL)
+        message = re.sub(r"^\d{3}\s+", "", title.group(1).strip()) if title else "not an AWS error response"
+    return code, message[:300]
 
 
 def _endpoint_note(client) -> str:
@@ -253,7 +266,7 @@ def account_check(sts) -> tuple[Check, str | None]:
     from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, HTTPClientError,
                                      NoCredentialsError)
 
-    skipped = " (the Lambda and bootstrap checks need them: skipped)"
+    skipped = " (the Lambda and bootstrap checks are skipped)"
     try:
         identity = sts.get_caller_identity()
     except NoCredentialsError:
@@ -289,7 +302,8 @@ def lambda_check(client, settings: dict[str, Any]) -> Check:
         code, message = _error(exc)
         return Check(
             "lambda concurrency", WARN,
-            f"cannot read the account's Lambda settings ({code}: {message}): look up \"Concurrent executions\" "
+            f"cannot read the account's Lambda settings{_endpoint_note(client)} ({code}: {message}): "
+            f"look up \"Concurrent executions\" "
             f"in Service Quotas > AWS Lambda yourself; map_max_concurrency "
             f"{settings['map_max_concurrency']} should stay below it, and any reservation needs "
             f"{UNRESERVED_MINIMUM} unreserved left over",
@@ -335,12 +349,22 @@ def bootstrap_check(ssm, account: str, region: str, qualifier: str) -> Check:
 # ---------------------------------------------------------------------------- command
 
 
-def _session(args: argparse.Namespace):
+def _region(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The region as the CDK CLI picks it: AWS_REGION before boto3's AWS_DEFAULT_REGION and
+    profile (boto3 alone never reads AWS_REGION, which the README's deploy steps set)."""
+    if args.region:
+        return args.region, " (--region)"
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"], " (AWS_REGION)"
+    return None, ""
+
+
+def _session(args: argparse.Namespace, region: str | None):
     import boto3
     from botocore.exceptions import ProfileNotFound
 
     try:
-        return boto3.session.Session(profile_name=args.profile, region_name=args.region)
+        return boto3.session.Session(profile_name=args.profile, region_name=region)
     except ProfileNotFound as exc:
         raise UserError(f"{exc}: check --profile / AWS_PROFILE (`aws configure list-profiles` lists them)") from None
 
@@ -350,13 +374,14 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
 
     settings, context_check = load_context(args.cdk_json, args.context)
     checks = [context_check]
-    session = _session(args)
+    region, source = _region(args)
+    session = _session(args, region)
     region = session.region_name
     if not region:
         checks.append(Check("region", FAIL, "none configured: set AWS_REGION (e.g. export AWS_REGION=eu-west-1) "
                                             "or pass --region (the account checks are skipped)"))
     else:
-        checks.append(Check("region", OK, region + (" (--region)" if args.region else ""), {"region": region}))
+        checks.append(Check("region", OK, region + source, {"region": region}))
         # Fail fast when AWS cannot be reached: this is a preflight, not a deploy.
         config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
 

@@ -456,7 +456,7 @@ def _execute(
             boto3.setup_default_session()
         router = LambdaRouter(
             handlers, progress, on_split=partial(_share_cores, concurrency), classify_concurrency=classify_concurrency,
-            faults=faults, end_execution=partial(_stop_execution, LOCAL_MACHINE_NAME),
+            faults=faults, end_execution=partial(stop_execution, LOCAL_MACHINE_NAME),
         )
         boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", router)
         s3 = boto3.client("s3", region_name=REGION)
@@ -546,7 +546,7 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = No
     }
 
 
-def _stop_execution(machine_name: str, run_id: str) -> None:
+def stop_execution(machine_name: str, run_id: str) -> None:
     import boto3
 
     arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine_name}:{run_id}"

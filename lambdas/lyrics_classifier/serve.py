@@ -21,6 +21,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -32,13 +33,18 @@ from .local import (
     INPUT_BUCKET,
     OUTPUT_BUCKET,
     REGION,
+    UNCAUGHT_ENDINGS,
     LambdaRouter,
     Progress,
+    add_fault_argument,
+    clean_up_after,
     cpu_count,
     default_handlers,
     load_definition,
     object_created_event,
+    stop_execution,
 )
+from .faults import FaultPlan
 
 DEFAULT_PORT = 4566
 STACK_NAME = "LyricsClassifier"
@@ -56,6 +62,7 @@ class LocalStack:
     stack_name: str
     outputs: dict[str, str]
     progress: Progress
+    router: Any = None  # the in-process Lambda service (LambdaRouter)
     executions: list[str] = field(default_factory=list)  # ARNs started by the trigger, in order
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -87,6 +94,7 @@ def start_stack(
     stack_name: str = STACK_NAME,
     text_column: str = "",
     on_event: Callable[[str], None] | None = None,
+    faults: FaultPlan | None = None,
 ) -> LocalStack:
     """Start moto's server on 127.0.0.1:`port` and deploy the stack into it. The process's
     environment points boto3 (the handlers' clients included) at that endpoint."""
@@ -121,19 +129,21 @@ def start_stack(
     except OSError as exc:
         raise UserError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): pass another --port") from None
     progress = Progress()
+    from . import awsrules
+
+    awsrules.apply()  # a Map over its tolerated failures fails, as on AWS
     try:
         boto3.setup_default_session()
         # The state machine's Lambda invokes are answered in-process by the real handlers.
-        boto3.DEFAULT_SESSION.events.register(
-            "before-send.lambda.Invoke",
-            LambdaRouter(default_handlers(), progress, classify_concurrency=classify_concurrency),
-        )
+        router = LambdaRouter(default_handlers(), progress, classify_concurrency=classify_concurrency,
+                              faults=faults, end_execution=partial(stop_execution, f"{stack_name}-Workflow"))
+        boto3.DEFAULT_SESSION.events.register("before-send.lambda.Invoke", router)
         outputs = _deploy(endpoint, stack_name, concurrency)
     except BaseException:
         server.stop()
         raise
     # the handlers' settings for the stack's lifetime
-    stack = LocalStack(endpoint, stack_name, outputs, progress, _server=server, _previous=settings.give(given))
+    stack = LocalStack(endpoint, stack_name, outputs, progress, router, _server=server, _previous=settings.give(given))
     trigger = threading.Thread(target=_trigger_loop, args=(stack, on_event or (lambda _: None)),
                                name="upload-trigger", daemon=True)
     stack._threads.append(trigger)
@@ -197,6 +207,10 @@ def _trigger_loop(stack: LocalStack, on_event: Callable[[str], None]) -> None:
                 described = sfn.describe_execution(executionArn=execution)
                 if described["status"] != "RUNNING":
                     del running[execution]
+                    if described["name"] in stack.router.ended_runs:  # execution:timeout (moto can only stop it)
+                        described["status"] = "TIMED_OUT"
+                    if described["status"] in UNCAUGHT_ENDINGS:  # EventBridge's status rule -> Cleanup
+                        clean_up_after(stack.router, described, described["status"])
                     output = json.loads(described.get("output") or "{}")
                     written = output.get("result_key") or output.get("report_key")  # the result, or the failure report
                     where = f": s3://{OUTPUT_BUCKET}/{written}" if written else ""
@@ -210,7 +224,7 @@ def _csv_versions(s3: Any) -> list[tuple[str, str]]:
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=INPUT_BUCKET):
         for version in page.get("Versions", []):
             key = version["Key"]
-            if key.endswith(".csv") and version.get("IsLatest") and not key.startswith(LABELS_PREFIX):
+            if key.lower().endswith(".csv") and version.get("IsLatest") and not key.startswith(LABELS_PREFIX):
                 versions.append((key, version["VersionId"]))
     return versions
 
@@ -244,6 +258,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classify-concurrency", type=int, metavar="N",
                         help="Classify invocations at once across all runs, like the function's "
                              "reserved concurrency: more are throttled and retried (default: no cap)")
+    add_fault_argument(parser)
     parser.set_defaults(func=_serve_command)
 
 
@@ -264,7 +279,7 @@ def _serve_command(args: argparse.Namespace, stream: TextIO = sys.stdout) -> int
 
     stack = start_stack(port=args.port, model_dir=Path(args.model) if args.model else default_model_dir(),
                         concurrency=args.concurrency, classify_concurrency=args.classify_concurrency,
-                        on_event=say)
+                        on_event=say, faults=FaultPlan(args.fault))
     with stack:
         say(f"ready: {stack.endpoint} (stack {stack.stack_name}; input s3://{INPUT_BUCKET}, "
             f"output s3://{OUTPUT_BUCKET}; state machine {stack.outputs['StateMachineArn']})")

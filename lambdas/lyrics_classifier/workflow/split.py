@@ -72,7 +72,9 @@ def split_input(
     if result["duplicate_of"]:
         return result
     earlier = get_json_or_none(s3, work_bucket, run_info_key(run_id))
-    if earlier is not None:  # AWS ran this step again after it finished: the same answer, no new upload
+    if earlier is not None and claim_key(earlier["input"]) == result["claim_key"]:
+        # AWS ran this step again after it finished (same run, same object version): the same
+        # answer, and no second upload
         return {**result, "ranges": earlier["ranges"], "job": earlier["job"]}
     try:
         label_set = _copy_label_set(s3, source, input_prefix, work_bucket, run_id)
