@@ -168,16 +168,17 @@ def test_serve_meets_faults_and_cleans_up_a_run_that_timed_out(tmp_path):
     port = free_port()
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    log = tmp_path / "serve.log"
     process = subprocess.Popen([sys.executable, "-m", "lyrics_classifier", "serve", "--port", str(port),
                                 "--fault", "execution:timeout", "--fault", "split:repeat"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
     try:
-        assert process.stdout.readline().startswith("ready:")
+        assert process.stdout.readline().startswith("ready:"), log.read_text()
         aws(env, "s3", "cp", str(small_csv(tmp_path)), "s3://lyrics-input/late.csv")
         wait_for_execution(env, "late.csv")
         deadline = time.monotonic() + 30
-        while "late.error.json" not in keys(env, "failed/"):
-            assert time.monotonic() < deadline, "no failure report"
+        while "failed/late.error.json" not in keys(env, "failed/"):
+            assert time.monotonic() < deadline, f"no failure report; serve said: {log.read_text()[-3000:]}"
             time.sleep(0.5)
         report = json.loads(aws(env, "s3", "cp", "s3://lyrics-output/failed/late.error.json", "-"))
         assert report["error"] == "States.Timeout" and "time limit" in report["reason"]

@@ -487,3 +487,13 @@ def test_multipart_uploads_name_one_checksum_algorithm_from_create_to_complete(s
     assert all(p["ChecksumAlgorithm"] == "CRC32" for p in creates + parts)
     for complete in completes:
         assert all(part["ChecksumCRC32"] for part in complete["MultipartUpload"]["Parts"])
+
+
+def test_a_failure_before_split_answered_reports_under_the_decoded_key(s3):
+    """Before Split answers, the state holds only the event, whose key S3 URL-encodes."""
+    version = upload(s3, b"id,title\n1,x\n", key="mis canciones ñ.csv")
+    encoded = {"bucket": IN, "key": "mis+canciones+%C3%B1.csv", "version_id": version}
+    for ending in (lambda: write_failure_report(s3, bucket=OUT, source=encoded, run_id="run-1", error="InputError",
+                                                cause="no lyrics column"),
+                   lambda: clean_up_ended_execution(s3, bucket=OUT, run_id="run-2", status="TIMED_OUT", source=encoded)):
+        assert ending()["report_key"] == "failed/mis canciones ñ.error.json"

@@ -583,12 +583,15 @@ def execution_status_event(described: dict[str, Any], status: str) -> dict[str, 
     }
 
 
-def clean_up_after(router: LambdaRouter, described: dict[str, Any], status: str) -> None:
-    """What the deployed Cleanup rule does when an execution ends FAILED, TIMED_OUT or ABORTED."""
+def clean_up_after(router: LambdaRouter, described: dict[str, Any], status: str) -> str | None:
+    """What the deployed Cleanup rule does when an execution ends FAILED, TIMED_OUT or ABORTED.
+    Returns what went wrong, if the cleanup failed (the run has failed already: say it too)."""
     try:
         router.call(CLEANUP_FUNCTION, execution_status_event(described, status))
-    except Exception as exc:  # the run has failed already; say what the cleanup hit too
+    except Exception as exc:
         router.progress.record_error(CLEANUP_FUNCTION, exc)
+        return f"{CLEANUP_FUNCTION}: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

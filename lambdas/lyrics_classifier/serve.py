@@ -210,7 +210,8 @@ def _trigger_loop(stack: LocalStack, on_event: Callable[[str], None]) -> None:
                     if described["name"] in stack.router.ended_runs:  # execution:timeout (moto can only stop it)
                         described["status"] = "TIMED_OUT"
                     if described["status"] in UNCAUGHT_ENDINGS:  # EventBridge's status rule -> Cleanup
-                        clean_up_after(stack.router, described, described["status"])
+                        if problem := clean_up_after(stack.router, described, described["status"]):
+                            on_event(f"cleanup of {described['name']} failed: {problem}")
                     output = json.loads(described.get("output") or "{}")
                     written = output.get("result_key") or output.get("report_key")  # the result, or the failure report
                     where = f": s3://{OUTPUT_BUCKET}/{written}" if written else ""

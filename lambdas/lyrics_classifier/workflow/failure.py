@@ -8,7 +8,7 @@ from typing import Any
 
 from .keys import claim_key, failure_key, report_key, result_key, run_info_key, run_prefix, summary_key
 from .merge import completed_by, first_range_error, unclassified_ranges
-from .s3io import (abort_upload, claim_owner, delete_if_exists, get_json_or_none, put_json, release_claim,
+from .s3io import (abort_upload, claim_owner, decoded_source, delete_if_exists, get_json_or_none, put_json, release_claim,
                    superseded_by, utc_now)
 
 
@@ -41,6 +41,7 @@ def write_failure_report(
     At least once: running it again reaches the same state. A result that this very run
     completed (its Merge finished, then the state failed anyway, e.g. a timeout after S3
     completed the upload) is whole: it is kept, and the report says so."""
+    source = decoded_source(s3, source)  # before Split's answer, the event's key may be URL-encoded
     reason = failure_reason(error, cause)
     range_error = first_range_error(s3, bucket, run_id)
     if range_error and error in ("States.ExceedToleratedFailureThreshold", "IncompleteRunError"):
@@ -123,8 +124,8 @@ def clean_up_ended_execution(
     If ReportFailure already wrote this run's report, only the (idempotent) abort and claim
     release run again. Safe to run any number of times, in any order with ReportFailure."""
     run = get_json_or_none(s3, bucket, run_info_key(run_id))
-    if run is not None:  # Split finished: its decoded key, its upload
-        source = {**source, "key": run["input"]["key"]}
+    # Split's decoded key once it finished, else the event's, decoded if S3 encoded it
+    source = {**source, "key": run["input"]["key"]} if run is not None else decoded_source(s3, source)
     job = run["job"] if run else None
     earlier = report_of_run(s3, bucket, source, run_id)
     if earlier is not None:

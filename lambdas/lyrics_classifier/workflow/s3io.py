@@ -125,6 +125,15 @@ def resolve_input(s3: Any, bucket: str, key: str, version_id: str | None) -> tup
     raise InputError(f"s3://{bucket}/{key} does not exist (was it deleted before the run started?)")
 
 
+def decoded_source(s3: Any, source: dict[str, Any]) -> dict[str, Any]:
+    """The event's object with its key as stored (decoded if the event URL-encoded it); as
+    given if the object is gone."""
+    try:
+        key, _ = resolve_input(s3, source["bucket"], source["key"], source.get("version_id"))
+    except InputError:
+        return source
+    return {**source, "key": key}
+
 
 def superseded_by(s3: Any, source: dict[str, Any]) -> str | None:
     """The version (or ETag) of a newer upload of the same key, if there is one. Only the run
