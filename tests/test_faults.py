@@ -94,3 +94,24 @@ def test_run_fault_on_the_command_line(songs, clean, tmp_path):
     assert "Traceback" not in failed.stderr
     wrong = cli("--fault", "merge:explode")
     assert wrong.returncode == 2 and "the kind for merge must be one of repeat, timeout, throttle, fail" in wrong.stderr
+
+
+def test_the_operations_page_examples_run_as_written(tmp_path):
+    """docs/operations.md's `run --fault` lines, in a scratch directory that sees the repo's
+    .venv, samples and models: exit 0, or 1 where the line says so."""
+    import os
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in (".venv", "samples", "models"):
+        os.symlink(repo / name, tmp_path / name)
+    lines = [line.strip() for line in (repo / "docs" / "operations.md").read_text().splitlines()
+             if line.startswith("    .venv/bin/lyrics-classifier run ")]
+    assert len(lines) >= 2
+    for line in lines:
+        command, _, comment = line.partition("#")
+        expected = int(m.group(1)) if (m := re.search(r"exit (\d)", comment)) else 0
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == expected, f"{command}\n{done.stderr[-2000:]}"
+    assert (tmp_path / "build" / "faults" / "lyrics.classified.csv").is_file()
+    assert (tmp_path / "build" / "faults" / "timeout.error.json").is_file()

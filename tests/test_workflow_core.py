@@ -497,3 +497,20 @@ def test_a_failure_before_split_answered_reports_under_the_decoded_key(s3):
                                                 cause="no lyrics column"),
                    lambda: clean_up_ended_execution(s3, bucket=OUT, run_id="run-2", status="TIMED_OUT", source=encoded)):
         assert ending()["report_key"] == "failed/mis canciones ñ.error.json"
+
+
+def test_a_complete_whose_answer_was_lost_is_a_success(s3, classifier):
+    """botocore retries a CompleteMultipartUpload whose response was lost; S3 had completed
+    it, so the retry gets NoSuchUpload. The result is there: Merge succeeds."""
+    from botocore.exceptions import ClientError
+
+    def lose_the_answer(**_):
+        raise ClientError({"Error": {"Code": "NoSuchUpload", "Message": "The specified upload does not exist."}},
+                          "CompleteMultipartUpload")
+
+    result = split(s3, version_id=upload(s3, b"lyrics\nwhiskey on the porch\n"))
+    classify_all(s3, classifier, result)
+    s3.meta.events.register("after-call.s3.CompleteMultipartUpload", lose_the_answer)
+    merged = merge_results(s3, bucket=OUT, run_id="run-1")
+    assert merged["status"] == "complete" and merged["completed_now"] and merged["rows_in"] == 1
+    assert b"whiskey on the porch" in s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read()

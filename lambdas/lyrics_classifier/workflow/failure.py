@@ -8,8 +8,8 @@ from typing import Any
 
 from .keys import claim_key, failure_key, report_key, result_key, run_info_key, run_prefix, summary_key
 from .merge import completed_by, first_range_error, unclassified_ranges
-from .s3io import (abort_upload, claim_owner, decoded_source, delete_if_exists, get_json_or_none, put_json, release_claim,
-                   superseded_by, utc_now)
+from .s3io import (abort_upload, claim_owner, decoded_source, delete_if_exists, get_json_or_none, put_json,
+                   release_claim, superseded_by, utc_now)
 
 
 def failure_reason(error: str, cause: str) -> str:

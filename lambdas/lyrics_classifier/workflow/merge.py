@@ -11,7 +11,7 @@ from typing import Any
 from ..contract import CONFIDENCE_BINS, LEAST_CONFIDENT_ROWS, MAX_PARTS, MIB
 from ..errors import IncompleteRunError, InputError
 from .keys import failure_key, manifest_key, part_stats_key, report_key, run_info_key, run_prefix, summary_key
-from .s3io import (abort_upload, completed_part, delete_if_exists, get_json, get_json_or_none, head_or_none, put_json,
+from .s3io import (abort_upload, completed_part, delete_if_exists, error_code, get_json, get_json_or_none, head_or_none, put_json,
                    superseded_by, utc_now)
 
 S3_MIN_PART_BYTES = 5 * MIB
@@ -135,12 +135,18 @@ def merge_results(s3: Any, *, bucket: str, run_id: str, job: dict[str, Any] | No
     if len(items) > MAX_PARTS:  # Split plans fewer; a guard, not a path
         raise IncompleteRunError(f"{len(items)} ranges exceed S3's {MAX_PARTS:,} parts per upload")
     checked = verify_parts(items, stats, _list_parts(s3, bucket, job["result_key"], job["upload_id"]))
-    s3.complete_multipart_upload(
-        Bucket=bucket,
-        Key=job["result_key"],
-        UploadId=job["upload_id"],
-        MultipartUpload={"Parts": [completed_part(stat) for stat in checked]},
-    )
+    try:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=job["result_key"],
+            UploadId=job["upload_id"],
+            MultipartUpload={"Parts": [completed_part(stat) for stat in checked]},
+        )
+    except s3.exceptions.ClientError as exc:
+        # The SDK retried a Complete that S3 had carried out (its answer was lost): the upload
+        # is gone because it is the result now.
+        if error_code(exc) != "NoSuchUpload" or completed_by(s3, job, run_id) is None:
+            raise
     return _finish(s3, run, job, checked, started, completed_now=True)
 
 
