@@ -13,6 +13,12 @@ row byte moves twice:
   replaces the same part.
 - Merge checks every part and its counts, then completes the upload: the result appears
   whole or not at all. It moves no row bytes.
+- The failure report (ReportFailure, the Catch target; Cleanup, for the endings no Catch
+  sees) aborts the upload, releases the claim and says why.
+
+Every step may run more than once (Step Functions retries a Lambda task whose answer was
+lost, and a timeout can strike after the work is done): each reaches the same end state
+when run again; each module says how.
 
 Work area, in the output bucket:
     runs/claims/<sha256 of bucket/key/version>.json   first writer wins (If-None-Match)
@@ -20,6 +26,7 @@ Work area, in the output bucket:
     runs/<run id>/manifest.json     the Distributed Map's items: one byte range each
     runs/<run id>/parts/<n>.json    a range's counts, written after its part: marks it done
     runs/<run id>/input.utf8.csv    UTF-16 input, transcoded once (other encodings: none)
+    runs/<run id>/error.json        the failure report of a run a newer upload superseded
     runs/map-results/<map run id>/  the Map's ResultWriter output (contract.MAP_RESULTS_PREFIX)
 Results: results/<input name>.classified.csv and .summary.json; failures: failed/<input name>.error.json.
 """

@@ -25,8 +25,6 @@ def row_codec(encoding: str) -> str:
     return "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
 
 
-
-
 def format_probability(p: float) -> str:
     return f"{p:.4f}"
 

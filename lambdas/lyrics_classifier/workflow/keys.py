@@ -70,8 +70,6 @@ def claim_key(source: dict[str, Any]) -> str:
     return f"{CLAIMS_PREFIX}{digest}.json"
 
 
-
-
 def version_token(source: dict[str, Any]) -> str:
     """What identifies the object version: its version id, else (unversioned bucket) its ETag."""
     return str(source.get("version_id") or (source.get("etag") or "").strip('"'))

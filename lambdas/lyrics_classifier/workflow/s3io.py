@@ -82,9 +82,6 @@ def same_etag(a: str | None, b: str | None) -> bool:
     return (a or "").strip('"') == (b or "").strip('"')
 
 
-
-
-
 def object_args(source: dict[str, Any]) -> dict[str, Any]:
     """GET arguments that pin the object Split read: its version, else its ETag."""
     args = {"Bucket": source["bucket"], "Key": source["key"]}
@@ -148,14 +145,12 @@ def superseded_by(s3: Any, source: dict[str, Any]) -> str | None:
     return None if same_etag(head.get("ETag"), source.get("etag")) else head.get("ETag")
 
 
-
 def abort_upload(s3: Any, job: dict[str, Any]) -> None:
     try:
         s3.abort_multipart_upload(Bucket=job["bucket"], Key=job["result_key"], UploadId=job["upload_id"])
     except s3.exceptions.ClientError as exc:
         if not is_missing(exc):
             raise
-
 
 
 def claim_version(s3: Any, bucket: str, source: dict[str, Any], run_id: str) -> str:

@@ -9,7 +9,7 @@ import math
 import time
 from typing import Any, Iterator
 
-from ..contract import LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS, DEFAULT_RANGE_BYTES
+from ..contract import DEFAULT_RANGE_BYTES, LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS
 from ..csvfile import SNIFF_BYTES, InputError, detect_encoding, find_text_column, iter_records
 from ..index import RangeIndexer, header_end, line_break
 from ..labelset import LabelSetError
@@ -23,8 +23,6 @@ from .s3io import (CHECKSUM, READ_BLOCK_BYTES, claim_version, completed_part, ge
 HEADER_LIMIT_BYTES = 16 * MIB
 UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
-
-
 
 
 def split_input(
@@ -200,8 +198,6 @@ def _index_input(
     return {"ranges": len(ranges), "job": job}
 
 
-
-
 def _unclosed_quote_reason(s3: Any, source: dict[str, Any], last: Any, encoding: str) -> str:
     """The file ends inside quotes: the parser names the line where the field opens, if the
     last range is small enough to parse here; else the line after which it opens."""
@@ -216,8 +212,6 @@ def _unclosed_quote_reason(s3: Any, source: dict[str, Any], last: Any, encoding:
         f"a quoted field opened after line {last.first_line} is never closed (unbalanced double "
         "quote); every field that starts with \" must end with \", and quotes inside it are written \"\""
     )
-
-
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
