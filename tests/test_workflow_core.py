@@ -514,3 +514,18 @@ def test_a_complete_whose_answer_was_lost_is_a_success(s3, classifier):
     merged = merge_results(s3, bucket=OUT, run_id="run-1")
     assert merged["status"] == "complete" and merged["completed_now"] and merged["rows_in"] == 1
     assert b"whiskey on the porch" in s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read()
+
+
+def test_placeholders_are_rejected_and_counted_never_labelled(s3, classifier):
+    data = ("id,lyrics\n1,Instrumental\n2,Paroles non disponibles\n3,https://example.com/song\n4,oh\n"
+            "5,whiskey on the porch and a fiddle in the barn\n").encode()
+    output, merged = run_steps(s3, classifier, data)
+    rows = records(output)[1:]
+    assert len(rows) == 5 and merged["rows_rejected"] == 4 and merged["rows_classified"] == 1
+    assert [row.fields[-2] for row in rows] == [
+        "not lyrics: a placeholder", "not lyrics: a placeholder", "not lyrics: a link",
+        "not lyrics: fewer than 5 letters", ""]
+    assert all(row.fields[2] == "" for row in rows[:4])  # no label for a placeholder
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["rejected_by_reason"] == {"not lyrics: a placeholder": 2, "not lyrics: a link": 1,
+                                             "not lyrics: fewer than 5 letters": 1}

@@ -47,6 +47,7 @@ from .labelset import LabelSet, LabelSetError, ZeroShotHead
 from .labelset import parse as parse_label_set
 from .language import detect as detect_language
 from .language import load as load_language_model
+from .notlyrics import reason as not_lyrics
 
 MODEL_ENV = "LYRICS_CLASSIFIER_MODEL"
 EMBEDDING = "sentence_embedding"  # the pooled, unit-length embedding every built graph outputs
@@ -541,7 +542,11 @@ class Classifier:
         threshold = self.label_set.threshold if self.label_set else 0.0
         for start in range(0, len(texts), GROUP_TEXTS):
             group = texts[start : start + GROUP_TEXTS]
-            probabilities, errors, counts = self._scores(group)
+            # Placeholders, links and stubs are rejected, not labelled (notlyrics.py); the
+            # encoder never sees them (None: the engine's own reason, e.g. empty lyrics).
+            refused = [not_lyrics(text) if isinstance(text, str) and text.strip() else None for text in group]
+            probabilities, errors, counts = self._scores([None if r else text for r, text in zip(refused, group)])
+            errors = [r or e for r, e in zip(refused, errors)]
             for i, error in enumerate(errors):
                 if error is not None:
                     predictions.append(Prediction(None, None, None, error, 0))
