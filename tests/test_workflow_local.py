@@ -308,3 +308,18 @@ def test_events_as_aws_sends_them(default_model_dir, monkeypatch):
         assert b"second words" in result and b"first words" not in result
         assert "Contents" not in s3.list_objects_v2(Bucket=local.OUTPUT_BUCKET, Prefix="failed/")
         assert s3.list_multipart_uploads(Bucket=local.OUTPUT_BUCKET).get("Uploads", []) == []
+
+
+def test_the_output_format_follows_the_name_asked_for(tmp_path):
+    (tmp_path / "songs.csv").write_text("id,lyrics\n1,whiskey on the porch\n2,baila conmigo toda la noche\n")
+    plain = _cli("run", "songs.csv", "-q", "-o", "plain.csv", cwd=tmp_path)
+    packed = _cli("run", "songs.csv", "-q", "-o", "packed.csv.gz", cwd=tmp_path)
+    assert plain.returncode == packed.returncode == 0, plain.stderr + packed.stderr
+    import gzip
+
+    assert gzip.decompress((tmp_path / "packed.csv.gz").read_bytes()) == (tmp_path / "plain.csv").read_bytes()
+    assert (tmp_path / "packed.summary.json").is_file() and (tmp_path / "packed.report.html").is_file()
+    for name in ("out.parquet", "out.xlsx"):  # refused before any work, not written as CSV
+        done = _cli("run", "songs.csv", "-o", f"sub/{name}", cwd=tmp_path)
+        assert done.returncode == 2 and "cannot write" in done.stderr and "name a .csv file" in done.stderr
+    assert not (tmp_path / "sub").exists()

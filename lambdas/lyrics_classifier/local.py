@@ -318,16 +318,35 @@ class RunResult:
     faults_struck: dict[str, int] = field(default_factory=dict)  # step:kind -> times injected
 
 
+# What `-o` can name: a CSV, or a gzip-compressed CSV (`.gz`); another format's extension is
+# refused before any work rather than written as CSV under that name.
+WRITABLE_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt")
+
+
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
     """(classified CSV, summary JSON, failure report) for an input; beside the input by default."""
     stem = input_path.name[:-4] if input_path.name.lower().endswith(".csv") else input_path.name
     csv_path = output or input_path.with_name(f"{stem}.classified.csv")
     base = csv_path.name
-    for suffix in (".classified.csv", ".csv"):
+    for suffix in (".classified.csv.gz", ".classified.csv", ".csv.gz", ".csv", ".gz"):
         if base.lower().endswith(suffix):
             base = base[: -len(suffix)]
             break
     return csv_path, csv_path.with_name(f"{base}.summary.json"), csv_path.with_name(f"{base}.error.json")
+
+
+def check_output_format(path: Path) -> None:
+    """ValueError unless `path` names a format `run` writes (CSV, or CSV with gzip)."""
+    name = path.name.lower()
+    if "." in name.lstrip(".") and not name.endswith(WRITABLE_SUFFIXES):
+        raise ValueError(
+            f"--output {path}: cannot write {path.suffix} files; name a .csv file, or .csv.gz for "
+            "a gzip-compressed CSV (convert the CSV afterwards for other formats)"
+        )
+
+
+def gzipped(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
 
 
 def check_writable(*paths: Path) -> None:
@@ -398,6 +417,7 @@ def run_workflow(
     except OSError as exc:
         raise FileNotFoundError(f"{input_path}: cannot read it ({exc.strerror or exc})") from None
     csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
+    check_output_format(csv_path)
     if csv_path.resolve() == input_path.resolve():
         raise ValueError(f"--output {csv_path} is the input file; choose another name")
     check_writable(csv_path, summary_path, error_path, report_path(summary_path))
@@ -497,7 +517,7 @@ def _execute(
                 _write_json(error_path, report)
             raise RunFailed(reason, report, progress.first_error)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(OUTPUT_BUCKET, result_key(key), str(csv_path))
+        download_result(s3, result_key(key), csv_path)
         summary = _read_json(s3, OUTPUT_BUCKET, summary_key(key))
         _write_json(summary_path, summary)
         s3.download_file(OUTPUT_BUCKET, report_key(key), str(report_path(summary_path)))
@@ -544,6 +564,25 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = No
         "resources": [f"arn:aws:s3:::{bucket}"],
         "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": "PutObject"},
     }
+
+
+def download_result(s3: Any, key: str, path: Path) -> None:
+    """The result to `path`, whole or not at all (a temporary file renamed); gzip-compressed
+    when the name ends with .gz."""
+    import gzip
+    import shutil
+
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        if gzipped(path):
+            body = s3.get_object(Bucket=OUTPUT_BUCKET, Key=key)["Body"]
+            with gzip.open(temporary, "wb") as handle:
+                shutil.copyfileobj(body, handle, 1 << 20)
+        else:
+            s3.download_file(OUTPUT_BUCKET, key, str(temporary))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def stop_execution(machine_name: str, run_id: str) -> None:
@@ -628,7 +667,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, help="CSV file with a header row and a lyrics column")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="classified CSV to write (default: beside the input)")
+                        help="classified CSV to write; a name ending in .gz is gzip-compressed (default: beside the input)")
     parser.add_argument(
         "--text-column", metavar="NAME",
         help="column holding the lyrics (default: the first of lyrics, lyric, text; any case)",
