@@ -529,3 +529,22 @@ def test_placeholders_are_rejected_and_counted_never_labelled(s3, classifier):
     summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
     assert summary["rejected_by_reason"] == {"not lyrics: a placeholder": 2, "not lyrics: a link": 1,
                                              "not lyrics: fewer than 5 letters": 1}
+
+
+@pytest.mark.parametrize("where", [0, 1, 250, 599])
+def test_one_stray_latin1_byte_anywhere_changes_no_other_row(s3, classifier, where):
+    """A UTF-8 file with one Windows-1252 byte: wherever it sits (the first row included,
+    inside the 64 KiB the encoding is first guessed from), every other row keeps its bytes and
+    its text, and only that row is decoded as cp1252, with a warning."""
+    lines = [f"{i},\"Corazón {i}, canción de la noche\nbailamos en la calle\"".encode() for i in range(600)]
+    lines[where] = lines[where].replace("Corazón".encode(), b"Coraz\xf3n")  # ó in Windows-1252
+    data = b"id,lyrics\n" + b"\n".join(lines) + b"\n"
+    output, merged = run_steps(s3, classifier, data)
+    rows = records(output, "utf-8")[1:]
+    assert len(rows) == 600
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["input"]["encoding"] == "utf-8" and summary["rows_with_warnings"] == 1
+    for i, row in enumerate(rows):
+        assert row.raw.encode("utf-8", "surrogateescape").startswith(lines[i] + b",")  # the row's own bytes
+        assert (row.fields[-1] != "") == (i == where)  # the warning: that row only
+        assert row.fields[-2] == ""
