@@ -28,6 +28,7 @@ from lyrics_classifier.contract import (
     FAILED_PREFIX,
     ALL_FUNCTION_NAMES,
     CLEANUP_FUNCTION,
+    ENV_DELIMITER,
     FUNCTION_NAMES,
     LABELS_PREFIX,
     METRICS_NAMESPACE,
@@ -88,6 +89,7 @@ FUNCTION_SPECS = (
         "lyrics-classifier: index the uploaded CSV into byte ranges (a manifest under runs/)",
         "workflow",
         environment=lambda s: {ENV_RANGE_BYTES: str(s.range_mb * MIB), ENV_TEXT_COLUMN: s.text_column,
+                               ENV_DELIMITER: s.delimiter,
                                ENV_INPUT_PREFIX: s.input_prefix},
     ),
     FunctionSpec(

@@ -16,7 +16,8 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
-from lyrics_classifier.contract import DEFAULT_RANGE_BYTES, MIB, MIN_RANGE_BYTES
+from lyrics_classifier.contract import DEFAULT_RANGE_BYTES, INPUT_SUFFIXES, MIB, MIN_RANGE_BYTES
+from lyrics_classifier.csvfile import parse_delimiter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),
     "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
     "input_prefix": ("", "only objects under this key prefix start a run"),
-    "input_suffix": (".csv", "only objects whose key ends with this suffix, in any case, start a run (`.csv` matches `SONGS.CSV`)"),
+    "input_suffix": (",".join(INPUT_SUFFIXES), "only objects whose key ends with one of these suffixes (comma-separated), in any case, start a run (`.csv` matches `SONGS.CSV`)"),
+    "delimiter": ("", "field delimiter of the uploads: `comma`, `semicolon`, `tab` or `pipe`; empty = per file (Excel's `sep=` line, else the header's); an upload's `delimiter` metadata wins"),
     "work_area_expiry_days": (7, "days after which `runs/` (manifests, part counts, claims) in the output bucket expire"),
     "input_noncurrent_expiry_days": (30, "days after which overwritten/deleted input versions expire"),
     "output_noncurrent_expiry_days": (30, "days after which replaced/deleted results and reports expire"),
@@ -104,6 +106,7 @@ class Settings:
     text_column: str
     input_prefix: str
     input_suffix: str
+    delimiter: str
     work_area_expiry_days: int
     input_noncurrent_expiry_days: int
     output_noncurrent_expiry_days: int
@@ -166,12 +169,22 @@ class Settings:
             pass  # every object starts a run: allowed, the bucket is dedicated to inputs
         if "*" in self.input_prefix + self.input_suffix:
             fail("input_prefix", "`*` is not allowed in input_prefix / input_suffix (EventBridge wildcard)")
-        if self.input_prefix and sum(c.lower() != c.upper() for c in self.input_suffix) > 6:
-            fail("input_suffix", "with an input_prefix, at most 6 letters (each case variant is one pattern of the rule)")
+        if self.input_prefix and any(sum(c.lower() != c.upper() for c in s) > 6 for s in self.suffixes):
+            fail("input_suffix", "with an input_prefix, at most 6 letters each (each case variant is one pattern of the rule)")
+        if self.delimiter:
+            try:
+                parse_delimiter(self.delimiter)
+            except ValueError as exc:
+                fail("delimiter", str(exc))
         if self.alarm_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email):
             fail("alarm_email", "is not an e-mail address")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,60}", self.stack_name):
             fail("stack_name", "must start with a letter and contain only letters, digits and '-' (max 61)")
+
+    @property
+    def suffixes(self) -> list[str]:
+        """input_suffix as a list (it may name several, comma-separated)."""
+        return [s.strip() for s in self.input_suffix.split(",") if s.strip()]
 
     @property
     def destroy_on_delete(self) -> bool:

@@ -165,7 +165,7 @@ class Workflow(Group):
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [storage.input_bucket.bucket_name]},
-                    "object": {"key": key_pattern(settings.input_prefix, settings.input_suffix)},
+                    "object": {"key": key_pattern(settings.input_prefix, settings.suffixes)},
                 },
             ),
             targets=[
@@ -226,15 +226,18 @@ def stack_id_suffix() -> str:
     return Fn.select(2, Fn.split("/", Aws.STACK_ID))
 
 
-def key_pattern(prefix: str, suffix: str) -> list[Any]:
-    """The trigger's object-key filter: under `prefix`, ending with `suffix` in any case
-    (`.csv` matches `SONGS.CSV`). EventBridge cannot AND a prefix and a case-insensitive suffix
-    on one field, so with a prefix the suffix's case variants become wildcard patterns."""
-    if not suffix:
+def key_pattern(prefix: str, suffixes: list[str]) -> list[Any]:
+    """The trigger's object-key filter: under `prefix`, ending with one of `suffixes` in any
+    case (`.csv` matches `SONGS.CSV`). EventBridge cannot AND a prefix and a case-insensitive
+    suffix on one field, so with a prefix each suffix's case variants become wildcard patterns."""
+    if not suffixes:
         return [{"prefix": prefix}] if prefix else [{"exists": True}]
     if not prefix:
-        return events.Match.suffix_equals_ignore_case(suffix)
-    variants = {""}
-    for char in suffix:
-        variants = {v + c for v in variants for c in {char.lower(), char.upper()}}
-    return [{"wildcard": f"{prefix}*{variant}"} for variant in sorted(variants)]  # settings refuse `*` in both
+        return [{"suffix": {"equals-ignore-case": suffix}} for suffix in suffixes]
+    patterns = []
+    for suffix in suffixes:
+        variants = {""}
+        for char in suffix:
+            variants = {v + c for v in variants for c in {char.lower(), char.upper()}}
+        patterns += [{"wildcard": f"{prefix}*{variant}"} for variant in sorted(variants)]  # settings refuse `*`
+    return patterns

@@ -95,3 +95,26 @@ def test_format_row_quotes_only_where_needed():
     assert format_row(["rock", "0.5", "a,b", 'say "hi"', "two\nlines", ""]) == (
         'rock,0.5,"a,b","say ""hi""","two\nlines",'
     )
+
+
+def test_the_delimiter_comes_from_the_header_or_an_excel_sep_line():
+    from lyrics_classifier.csvfile import detect_delimiter, excel_separator, parse_delimiter
+
+    assert detect_delimiter("id;title;lyrics;genre") == ";"  # Excel in most of Europe
+    assert detect_delimiter("id\ttitle\tlyrics") == "\t"
+    assert detect_delimiter("id|lyrics") == "|"
+    assert detect_delimiter('id;"title, with a comma";lyrics') == ";"  # quoted commas do not count
+    assert detect_delimiter("id,lyrics") == detect_delimiter("lyrics") == ","
+    assert excel_separator("sep=;\r\n") == ";" and excel_separator("\ufeffSEP=|\n") == "|"
+    assert excel_separator("sep;lyrics\n") is None
+    assert [parse_delimiter(n) for n in ("tab", "\\t", "\t", "semicolon", ";", "PIPE", "comma")] == \
+        ["\t", "\t", "\t", ";", ";", "|", ","]
+    with pytest.raises(ValueError, match="use one of comma"):
+        parse_delimiter("colon")
+
+
+def test_records_and_rows_with_another_delimiter():
+    text = 'id;lyrics\n1;"a; b"\n'
+    parsed = list(iter_records(io.StringIO(text, newline=""), delimiter=";"))
+    assert [r.fields for r in parsed] == [["id", "lyrics"], ["1", "a; b"]]
+    assert format_row(["x", "a; b", "c,d"], ";") == 'x;"a; b";c,d'

@@ -301,6 +301,7 @@ def test_resource_inventory_with_cdk_assertions(synth):
                         contract.ENV_OUTPUT_BUCKET: {"Ref": synth.logical_id(synth.stack.storage.output_bucket)},
                         contract.ENV_RANGE_BYTES: str(DEFAULTS["range_mb"][0] * contract.MIB),
                         contract.ENV_TEXT_COLUMN: "",
+                        contract.ENV_DELIMITER: "",  # detected per file
                     }
                 )
             },
@@ -665,7 +666,8 @@ def test_upload_rule_starts_the_state_machine(synth):
         "detail-type": ["Object Created"],
         "detail": {
             "bucket": {"name": [{"Ref": synth.logical_id(synth.stack.storage.input_bucket)}]},
-            "object": {"key": [{"suffix": {"equals-ignore-case": ".csv"}}]},  # SONGS.CSV too
+            "object": {"key": [{"suffix": {"equals-ignore-case": ".csv"}},  # SONGS.CSV too
+                               {"suffix": {"equals-ignore-case": ".tsv"}}]},
         },
     }
     (target,) = props["Targets"]

@@ -548,3 +548,36 @@ def test_one_stray_latin1_byte_anywhere_changes_no_other_row(s3, classifier, whe
         assert row.raw.encode("utf-8", "surrogateescape").startswith(lines[i] + b",")  # the row's own bytes
         assert (row.fields[-1] != "") == (i == where)  # the warning: that row only
         assert row.fields[-2] == ""
+
+
+@pytest.mark.parametrize("key, data, delimiter", [
+    ("excel.csv", "\ufeffsep=;\r\nid;title;lyrics\r\n1;\"Hola; adiós\";whiskey on the porch tonight\r\n", ";"),
+    ("europe.csv", "id;title;lyrics\n1;\"a, b\";baila conmigo toda la noche\n", ";"),
+    ("songs.tsv", "id\ttitle\tlyrics\n1\ta, b\tbaila conmigo toda la noche\n", "\t"),
+    ("piped.csv", "id|lyrics\n1|whiskey on the porch, tonight\n", "|"),
+])
+def test_any_delimiter_is_read_and_kept_in_the_output(s3, classifier, key, data, delimiter):
+    output, merged = run_steps(s3, classifier, data.encode("utf-8"), key=key)
+    original = data.encode("utf-8").splitlines(keepends=True)
+    produced = output.splitlines(keepends=True)
+    if original[0].lstrip(codecs.BOM_UTF8).startswith(b"sep="):
+        assert produced[0] == original[0]  # Excel's sep= line (and the BOM) kept for Excel
+        original, produced = original[1:], produced[1:]
+    for before, after in zip(original, produced, strict=True):  # every row's bytes, then the added columns
+        assert after.startswith(before.rstrip(b"\r\n") + delimiter.encode())
+        assert len(after.decode().split(delimiter)) == len(before.decode().split(delimiter)) + 10 \
+            or '"' in before.decode()
+    assert merged["rows_classified"] == 1
+    assert merged["result_key"] == ("results/songs.classified.tsv" if key.endswith(".tsv")
+                                    else f"results/{key[:-4]}.classified.csv")
+
+
+def test_an_upload_names_its_delimiter_in_its_metadata(s3, classifier):
+    # a header that reads as comma-separated just as well: the upload says which it is
+    s3.put_object(Bucket=IN, Key="odd.csv", Body=b"id,no;lyrics\n1,2;whiskey on the porch\n",
+                  Metadata={"delimiter": "semicolon"})  # aws s3 cp --metadata delimiter=semicolon
+    result = split(s3, key="odd.csv")
+    assert result["job"]["delimiter"] == ";" and result["job"]["columns"] == 2
+    s3.put_object(Bucket=IN, Key="bad.csv", Body=b"id,lyrics\n1,x\n", Metadata={"delimiter": "colon"})
+    with pytest.raises(InputError, match="metadata delimiter 'colon': use one of comma"):
+        split(s3, key="bad.csv", run_id="run-2")

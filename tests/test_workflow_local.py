@@ -323,3 +323,18 @@ def test_the_output_format_follows_the_name_asked_for(tmp_path):
         done = _cli("run", "songs.csv", "-o", f"sub/{name}", cwd=tmp_path)
         assert done.returncode == 2 and "cannot write" in done.stderr and "name a .csv file" in done.stderr
     assert not (tmp_path / "sub").exists()
+
+
+def test_tsv_and_semicolon_files_run_and_keep_their_delimiter(tmp_path):
+    (tmp_path / "songs.tsv").write_text("id\tlyrics\n1\twhiskey on the porch, tonight\n")
+    done = _cli("run", "songs.tsv", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "songs.classified.tsv").read_text().splitlines()
+    assert rows[0].startswith("id\tlyrics\tlabel\tscore\t") and rows[1].startswith("1\twhiskey on the porch, tonight\t")
+    # a header that reads as comma-separated just as well: --delimiter says which it is
+    (tmp_path / "odd.csv").write_text("id,no;lyrics\n1,2;baila conmigo toda la noche\n")
+    done = _cli("run", "odd.csv", "-q", "--delimiter", "semicolon", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "odd.classified.csv").read_text().splitlines()[1].startswith("1,2;baila conmigo toda la noche;")
+    wrong = _cli("run", "odd.csv", "--delimiter", "colon", cwd=tmp_path)
+    assert wrong.returncode == 2 and "use one of comma" in wrong.stderr

@@ -16,6 +16,9 @@ MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's Result
 # prefix selects the label set of that folder's name (moods/songs.csv -> labels/moods.json).
 LABELS_PREFIX = "labels/"
 LABEL_SET_SUFFIX = ".json"
+# The uploads that start a run (any case), and whose name the result keeps: songs.tsv ->
+# results/songs.classified.tsv.
+INPUT_SUFFIXES = (".csv", ".tsv")
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")
@@ -43,6 +46,7 @@ REQUIRED_STACK_OUTPUTS = ("InputBucketName", "OutputBucketName", "StateMachineAr
 ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
 ENV_RANGE_BYTES = "RANGE_BYTES"
 ENV_TEXT_COLUMN = "TEXT_COLUMN"
+ENV_DELIMITER = "DELIMITER"
 ENV_INPUT_PREFIX = "INPUT_PREFIX"
 ENV_MODEL_DIR = "MODEL_DIR"
 ENV_INTRA_OP_THREADS = "INTRA_OP_THREADS"

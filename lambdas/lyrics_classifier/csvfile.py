@@ -23,6 +23,43 @@ csv.field_size_limit(MAX_FIELD_BYTES)
 
 TEXT_COLUMN_CANDIDATES = ("lyrics", "lyric", "text")
 SNIFF_BYTES = 64 * 1024
+# The field delimiters catalogs are exported with: comma; semicolon (Excel where the decimal
+# mark is a comma, most of Europe); tab (TSV, Excel's "Unicode text"); pipe.
+DELIMITERS = (",", ";", "\t", "|")
+# Their names, for the command line and the per-upload S3 metadata (`delimiter`).
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+
+
+def parse_delimiter(name: str) -> str:
+    """`;`, `tab`, `\\t`, ... -> the delimiter character; ValueError naming the choices."""
+    if name in DELIMITERS:
+        return name
+    value = DELIMITER_NAMES.get(name.strip().lower())
+    if value is None:
+        raise ValueError(f"delimiter {name!r}: use one of comma (,), semicolon (;), tab, pipe (|)")
+    return value
+
+
+def excel_separator(first_line: str) -> str | None:
+    """The delimiter an Excel `sep=;` first line names (a line before the header), or None."""
+    line = first_line.lstrip("\ufeff").rstrip("\r\n")
+    if len(line) == 5 and line[:4].lower() == "sep=" and line[4] in ",;\t|":
+        return line[4]
+    return None
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter of a header row: the candidate found most often outside quotes (a comma
+    when none is, for a file of one column)."""
+    outside, quoted = [], False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            outside.append(char)
+    counts = {d: outside.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])  # ties: the first, comma
+    return best if counts[best] else ","
 
 
 @dataclass(frozen=True)
@@ -73,7 +110,7 @@ def fallback_encoding(data: bytes) -> str:
 
 
 def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1,
-                 on_blank: Callable[[int], None] | None = None) -> Iterator[Record]:
+                 on_blank: Callable[[int], None] | None = None, delimiter: str = ",") -> Iterator[Record]:
     """Yield records with their original text. Blank lines are not records: they are skipped,
     and `on_blank` hears the line number of each (so that they can be counted)."""
     consumed: list[str] = []
@@ -84,7 +121,7 @@ def iter_records(text: io.TextIOBase | Iterator[str], first_line: int = 1,
             consumed.append(physical)
             yield physical
 
-    reader = csv.reader(lines(), strict=True)
+    reader = csv.reader(lines(), strict=True, delimiter=delimiter)
     while True:
         try:
             fields = next(reader)
@@ -160,10 +197,10 @@ def _quote_all(names: Sequence[str]) -> str:
     return ", ".join(repr(name) for name in names)
 
 
-def format_row(values: Sequence[str]) -> str:
+def format_row(values: Sequence[str], delimiter: str = ",") -> str:
     """One CSV row (no terminator), quoted only where needed, as the csv module does."""
     buffer = io.StringIO()
     # The writer quotes fields holding characters of its line terminator, so it must be
     # "\r\n" (not "") for fields with line breaks to be quoted; the terminator is cut off.
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    csv.writer(buffer, lineterminator="\r\n", delimiter=delimiter).writerow(values)
     return buffer.getvalue()[:-2]

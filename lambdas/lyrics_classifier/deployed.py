@@ -144,10 +144,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     bucket = outputs["InputBucketName"]
     prefix, suffix = _optional(outputs.get("InputPrefix")), _optional(outputs.get("InputSuffix"))
     key = args.key if args.key is not None else prefix + csv_path.name
-    if not key.startswith(prefix) or not key.endswith(suffix):
+    suffixes = tuple(s.strip().lower() for s in suffix.split(",")) if suffix else ("",)
+    if not key.startswith(prefix) or not key.lower().endswith(suffixes):
         raise UserError(
             f"key {key!r} would not start a run: the stack starts one for keys under {prefix or '(any prefix)'!r} "
-            f"ending with {suffix!r}; rename the file or pass --key"
+            f"ending with {' or '.join(repr(s) for s in suffixes)} (any case); rename the file or pass --key"
         )
 
     s3 = session.client("s3")

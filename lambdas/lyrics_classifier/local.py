@@ -320,15 +320,19 @@ class RunResult:
 
 # What `-o` can name: a CSV, or a gzip-compressed CSV (`.gz`); another format's extension is
 # refused before any work rather than written as CSV under that name.
-WRITABLE_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt")
+WRITABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".gz", ".txt")
 
 
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
-    """(classified CSV, summary JSON, failure report) for an input; beside the input by default."""
-    stem = input_path.name[:-4] if input_path.name.lower().endswith(".csv") else input_path.name
-    csv_path = output or input_path.with_name(f"{stem}.classified.csv")
+    """(classified CSV, summary JSON, failure report) for an input; beside the input by default
+    (songs.csv -> songs.classified.csv, songs.tsv -> songs.classified.tsv)."""
+    from .workflow.keys import input_name, input_suffix
+
+    extension = input_suffix(input_path.name).lower() or ".csv"
+    csv_path = output or input_path.with_name(f"{input_name(input_path.name)}.classified{extension}")
     base = csv_path.name
-    for suffix in (".classified.csv.gz", ".classified.csv", ".csv.gz", ".csv", ".gz"):
+    for suffix in (".classified.csv.gz", ".classified.tsv.gz", ".classified.csv", ".classified.tsv",
+                   ".csv.gz", ".tsv.gz", ".csv", ".tsv", ".gz"):
         if base.lower().endswith(suffix):
             base = base[: -len(suffix)]
             break
@@ -340,8 +344,8 @@ def check_output_format(path: Path) -> None:
     name = path.name.lower()
     if "." in name.lstrip(".") and not name.endswith(WRITABLE_SUFFIXES):
         raise ValueError(
-            f"--output {path}: cannot write {path.suffix} files; name a .csv file, or .csv.gz for "
-            "a gzip-compressed CSV (convert the CSV afterwards for other formats)"
+            f"--output {path}: cannot write {path.suffix} files; name a .csv (or .tsv) file, or .csv.gz "
+            "for a gzip-compressed one (convert the CSV afterwards for other formats)"
         )
 
 
@@ -393,6 +397,7 @@ def run_workflow(
     poll_seconds: float = 0.2,
     label_set: Any = None,
     faults: FaultPlan | None = None,
+    delimiter: str | None = None,
 ) -> RunResult:
     """Run the state machine on one CSV and write the classified CSV, summary and run report
     beside it (or to `output`). `label_set` (a labelset.LabelSet) replaces the model's labels:
@@ -433,6 +438,7 @@ def run_workflow(
         output_bucket=OUTPUT_BUCKET,
         range_bytes=int(range_mb * MIB),
         text_column=text_column or None,
+        delimiter=delimiter or None,
         model_dir=str(model_dir.resolve()),
         intra_op_threads=max(1, cpu_count() // concurrency),
     )
@@ -665,12 +671,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv; "
                "lyrics-classifier run songs.csv --labels \"happy,sad,angry\" --multi-label",
     )
-    parser.add_argument("input", type=Path, help="CSV file with a header row and a lyrics column")
+    parser.add_argument("input", type=Path, help="CSV (or TSV) file with a header row and a lyrics column")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="classified CSV to write; a name ending in .gz is gzip-compressed (default: beside the input)")
     parser.add_argument(
         "--text-column", metavar="NAME",
         help="column holding the lyrics (default: the first of lyrics, lyric, text; any case)",
+    )
+    parser.add_argument(
+        "--delimiter", type=delimiter_argument, metavar="D",
+        help="field delimiter: comma, semicolon, tab or pipe (default: Excel's sep= line if there is one, "
+             "else the one the header uses most); the output keeps it",
     )
     parser.add_argument(
         "--range-mb",
@@ -698,6 +709,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_fault_argument(parser)
     add_label_arguments(parser)
     parser.set_defaults(func=_run_command)
+
+
+def delimiter_argument(text: str) -> str:
+    from .csvfile import parse_delimiter
+
+    try:
+        return parse_delimiter(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_fault_argument(parser: argparse.ArgumentParser) -> None:
@@ -741,6 +761,7 @@ def _run_command(args: argparse.Namespace) -> int:
             on_progress=reporter,
             label_set=label_set,
             faults=FaultPlan(args.fault),
+            delimiter=args.delimiter,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None

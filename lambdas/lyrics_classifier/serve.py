@@ -6,7 +6,7 @@ with the stack's two versioned buckets, the state machine from the package's ASL
 a CloudFormation stack carrying the deployed stack's outputs (so `submit --stack` finds
 the buckets). The real handlers answer the state machine's Lambda invokes in-process (the
 local runner's LambdaRouter), and a trigger thread stands in for the S3 -> EventBridge
-rule: every new version of a `.csv` object in the input bucket starts one execution with
+rule: every new version of a `.csv` or `.tsv` object in the input bucket starts one execution with
 the "Object Created" event EventBridge would send.
 """
 
@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .contract import DEFAULT_RANGE_BYTES, LABELS_PREFIX
+from .contract import DEFAULT_RANGE_BYTES, INPUT_SUFFIXES, LABELS_PREFIX
 from .errors import UserError
 from .handlers import settings
 from .local import (
@@ -180,7 +180,7 @@ def _deploy(endpoint: str, stack_name: str, concurrency: int) -> dict[str, str]:
 
 
 def _trigger_loop(stack: LocalStack, on_event: Callable[[str], None]) -> None:
-    """EventBridge's part: start one execution per new version of a .csv upload (label sets
+    """EventBridge's part: start one execution per new version of a .csv or .tsv upload (label sets
     under labels/ and other files start nothing, as the deployed rule's key pattern says),
     and report how each ends."""
     import boto3
@@ -225,7 +225,7 @@ def _csv_versions(s3: Any) -> list[tuple[str, str]]:
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=INPUT_BUCKET):
         for version in page.get("Versions", []):
             key = version["Key"]
-            if key.lower().endswith(".csv") and version.get("IsLatest") and not key.startswith(LABELS_PREFIX):
+            if key.lower().endswith(INPUT_SUFFIXES) and version.get("IsLatest") and not key.startswith(LABELS_PREFIX):
                 versions.append((key, version["VersionId"]))
     return versions
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from ..contract import (
     DEFAULT_RANGE_BYTES,
+    ENV_DELIMITER,
     ENV_INPUT_PREFIX,
     ENV_INTRA_OP_THREADS,
     ENV_MODEL_DIR,
@@ -20,6 +21,7 @@ from ..contract import (
     ENV_TEXT_COLUMN,
     MODEL_ASSET_DIR,
 )
+from ..csvfile import parse_delimiter
 
 DEFAULT_MODEL_DIR = os.path.join(os.environ.get("LAMBDA_TASK_ROOT", "."), MODEL_ASSET_DIR)
 
@@ -29,6 +31,7 @@ class Settings:
     output_bucket: str  # the work area, results/ and failed/
     range_bytes: int = DEFAULT_RANGE_BYTES  # Split: bytes of input per range
     text_column: str | None = None  # Split: the lyrics column (None: lyrics, lyric or text)
+    delimiter: str | None = None  # Split: the field delimiter (None: from the file; an upload's metadata wins)
     input_prefix: str = ""  # Split: the trigger's prefix, skipped when choosing the label set
     model_dir: str = DEFAULT_MODEL_DIR  # Classify
     intra_op_threads: int = 0  # Classify: onnxruntime threads; 0: from the Lambda memory size
@@ -43,6 +46,7 @@ class Settings:
             output_bucket=bucket,
             range_bytes=int(environ.get(ENV_RANGE_BYTES) or DEFAULT_RANGE_BYTES),
             text_column=environ.get(ENV_TEXT_COLUMN) or None,
+            delimiter=parse_delimiter(environ[ENV_DELIMITER]) if environ.get(ENV_DELIMITER) else None,
             input_prefix=environ.get(ENV_INPUT_PREFIX) or "",
             model_dir=environ.get(ENV_MODEL_DIR) or DEFAULT_MODEL_DIR,
             intra_op_threads=int(environ.get(ENV_INTRA_OP_THREADS) or 0),

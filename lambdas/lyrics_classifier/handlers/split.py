@@ -27,6 +27,7 @@ def handler(event: SplitEvent, context: LambdaContext) -> dict[str, Any]:
         run_id=event["run_id"],
         range_bytes=config.range_bytes,
         text_column=config.text_column,
+        delimiter=config.delimiter,
         input_prefix=config.input_prefix,
     )
     logger.info("input indexed", extra={k: result[k] for k in ("input_key", "bytes", "ranges", "duplicate_of")})

@@ -20,6 +20,9 @@ from .keys import part_stats_key, range_error_key
 from .s3io import CHECKSUM, put_json, read_range
 
 
+DELIMITER_WORDS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
 def row_codec(encoding: str) -> str:
     # Ranges after the first have no BOM: decode them all as plain UTF-8 (range 0 strips it).
     return "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
@@ -104,17 +107,25 @@ def classify_bytes(
     text_column_index: int,
     first_line: int = 1,
     with_header: bool = False,
+    delimiter: str = ",",
+    preamble: int = 0,
 ) -> tuple[bytes, dict[str, Any]]:
     """One range's output bytes and counts. Each record's original bytes pass through
-    unchanged (invalid bytes included); the classifier gets the best decoding of each text.
-    With `with_header`, the range starts the file: its header (and BOM) come first."""
+    unchanged (invalid bytes included); the classifier gets the best decoding of each text;
+    the added columns are joined with the input's delimiter. With `with_header`, the range
+    starts the file: its BOM, the `preamble` bytes before the header (Excel's `sep=` line) and
+    the header come first."""
     bom = b""
-    if with_header and data.startswith(codecs.BOM_UTF8):
+    if with_header and preamble:  # the BOM, if any, and Excel's `sep=` line: copied as they are
+        bom, data = data[:preamble], data[preamble:]
+        first_line += 1
+    elif with_header and data.startswith(codecs.BOM_UTF8):
         bom, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
     codec = row_codec(encoding)
     text = data.decode(codec, "surrogateescape")
     blank_lines: list[int] = []
-    records = iter_records(io.StringIO(text, newline=""), first_line=first_line, on_blank=blank_lines.append)
+    records = iter_records(io.StringIO(text, newline=""), first_line=first_line, on_blank=blank_lines.append,
+                           delimiter=delimiter)
     head: list[str] = []
     columns_added = None
     if with_header:
@@ -122,7 +133,7 @@ def classify_bytes(
         if header is None:
             raise InputError("the file has no header row (it is empty or only blank lines)")
         columns_added = output_columns(header.fields, list(classifier.labels), classifier.multi_label)
-        head.append(f"{header.raw},{format_row(columns_added)}\n")
+        head.append(f"{header.raw}{delimiter}{format_row(columns_added, delimiter)}\n")
     rows, texts, warnings, line_numbers = [], [], [], []
     for record in records:
         if len(record.fields) != columns and not record.raw.strip():
@@ -131,7 +142,7 @@ def classify_bytes(
         if len(record.fields) != columns:
             raise InputError(
                 f"line {record.line}: {len(record.fields)} fields, but the header has {columns} "
-                "columns; quote fields that contain commas (\"like, this\")"
+                f"columns; quote fields that contain {DELIMITER_WORDS[delimiter]} (\"like{delimiter} this\")"
             )
         best, warning = _best_text(record.fields[text_column_index], codec)
         rows.append(record.raw)
@@ -155,7 +166,7 @@ def classify_bytes(
         else:
             rejected[prediction.error] += 1
         added = [value for _, value in appended_columns(classifier.labels, prediction, warning, classifier.multi_label)]
-        lines.append(f"{raw},{format_row(added)}\n")
+        lines.append(f"{raw}{delimiter}{format_row(added, delimiter)}\n")
     body = bom + "".join(lines).encode("utf-8", "surrogateescape")
     counts = {
         "rows": len(rows),
@@ -198,6 +209,8 @@ def classify_range(s3: Any, classifier: Any, *, job: dict[str, Any], byte_range:
             text_column_index=job["text_column_index"],
             first_line=byte_range["first_line"],
             with_header=byte_range["start"] == 0,
+            delimiter=job.get("delimiter", ","),
+            preamble=job.get("preamble", 0),
         )
     except InputError as exc:
         # Kept in the work area: the failure report gives this reason, not just "a range failed".

@@ -6,16 +6,23 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ..contract import CLAIMS_PREFIX, FAILED_PREFIX, LABEL_SET_SUFFIX, LABELS_PREFIX, RESULTS_PREFIX, WORK_PREFIX
+from ..contract import (CLAIMS_PREFIX, FAILED_PREFIX, INPUT_SUFFIXES, LABEL_SET_SUFFIX, LABELS_PREFIX, RESULTS_PREFIX,
+                        WORK_PREFIX)
 
 
 def input_name(key: str) -> str:
     """`incoming/songs.csv` -> `incoming/songs`: result names keep the input's path."""
-    return key[:-4] if key.lower().endswith(".csv") else key
+    return key[: -len(input_suffix(key))] if input_suffix(key) else key
+
+
+def input_suffix(key: str) -> str:
+    """`.csv` or `.tsv` as the key ends (in any case), or empty."""
+    return next((key[-len(s):] for s in INPUT_SUFFIXES if key.lower().endswith(s)), "")
 
 
 def result_key(key: str) -> str:
-    return f"{RESULTS_PREFIX}{input_name(key)}.classified.csv"
+    """results/<input name>.classified.<the input's extension: csv or tsv>"""
+    return f"{RESULTS_PREFIX}{input_name(key)}.classified{input_suffix(key).lower() or '.csv'}"
 
 
 def summary_key(key: str) -> str:

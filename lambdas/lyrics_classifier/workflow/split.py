@@ -4,13 +4,15 @@ ranges in one byte-level pass, write the manifest and start the result's multipa
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import io
 import math
 import time
 from typing import Any, Iterator
 
 from ..contract import DEFAULT_RANGE_BYTES, LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS
-from ..csvfile import SNIFF_BYTES, InputError, detect_encoding, find_text_column, iter_records
+from ..csvfile import (SNIFF_BYTES, InputError, detect_delimiter, detect_encoding, excel_separator, find_text_column,
+                       iter_records, parse_delimiter)
 from ..index import RangeIndexer, header_end, line_break
 from ..labelset import LabelSetError
 from ..labelset import parse as parse_label_set
@@ -23,6 +25,8 @@ from .s3io import (CHECKSUM, READ_BLOCK_BYTES, claim_version, completed_part, ge
 HEADER_LIMIT_BYTES = 16 * MIB
 UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+TSV_CONTENT_TYPE = "text/tab-separated-values; charset=utf-8"
+DELIMITER_METADATA = "delimiter"  # `aws s3 cp --metadata delimiter=semicolon`: this upload's delimiter
 
 
 def split_input(
@@ -36,6 +40,7 @@ def split_input(
     range_bytes: int = DEFAULT_RANGE_BYTES,
     text_column: str | None = None,
     input_prefix: str = "",
+    delimiter: str | None = None,
 ) -> dict[str, Any]:
     """Claim the object version, check the label set the upload selects (label_set_key), index
     the file into byte ranges, write the manifest and start the result's multipart upload.
@@ -76,7 +81,9 @@ def split_input(
         return {**result, "ranges": earlier["ranges"], "job": earlier["job"]}
     try:
         label_set = _copy_label_set(s3, source, input_prefix, work_bucket, run_id)
-        indexed = _index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started, label_set)
+        delimiter = upload_delimiter(head, source) or delimiter
+        indexed = _index_input(s3, source, size, work_bucket, run_id, range_bytes, text_column, started, label_set,
+                               delimiter)
         return {**result, **indexed}
     except BaseException:
         release_claim(s3, work_bucket, result["claim_key"], run_id)  # a new execution may try again
@@ -113,6 +120,17 @@ def _copy_label_set(s3: Any, source: dict[str, Any], input_prefix: str, work_buc
     return {"key": copy, "sha256": label_set.sha256, "source": uri, "name": label_set.name}
 
 
+def upload_delimiter(head: dict[str, Any], source: dict[str, Any]) -> str | None:
+    """The delimiter an upload names in its S3 metadata (x-amz-meta-delimiter), if any."""
+    named = head.get("Metadata", {}).get(DELIMITER_METADATA)
+    if named is None:
+        return None
+    try:
+        return parse_delimiter(named)
+    except ValueError as exc:
+        raise InputError(f"s3://{source['bucket']}/{source['key']}: metadata {exc}") from None
+
+
 def load_label_set(s3: Any, job: dict[str, Any]):
     """The LabelSet of a run (Split's copy), or None for the model's own labels."""
     chosen = job.get("label_set")
@@ -132,6 +150,7 @@ def _index_input(
     text_column: str | None,
     started: float,
     label_set: dict[str, str] | None,
+    delimiter: str | None,
 ) -> dict[str, Any]:
     started_at = utc_now()
     if size == 0:
@@ -151,8 +170,8 @@ def _index_input(
     else:
         row_encoding = encoding
     newline = line_break(first[:SNIFF_BYTES])
-    header, first = _read_header(first, blocks, row_encoding, newline)
-    text_index = find_text_column(header, text_column)
+    header, first = _read_header(first, blocks, row_encoding, newline, delimiter)
+    text_index = find_text_column(header.fields, text_column)
 
     indexer = RangeIndexer(range_bytes, newline)
     # A few bytes that are not UTF-8 near the top must not make a UTF-8 file Windows-1252: the
@@ -163,7 +182,7 @@ def _index_input(
     if tally and tally.mostly_utf8():
         # UTF-8 after all: the rows with stray bytes fall back one by one, with a warning
         encoding = row_encoding = "utf-8"
-        header, _ = _read_header(first, iter(()), row_encoding, newline)
+        header, _ = _read_header(first, iter(()), row_encoding, newline, header.delimiter)
     ranges = indexer.finish()
     if indexer.in_quotes:
         raise InputError(_unclosed_quote_reason(s3, indexed_source, ranges[-1], row_encoding))
@@ -175,7 +194,7 @@ def _index_input(
         **CHECKSUM,
         Bucket=work_bucket,
         Key=out_key,
-        ContentType=CSV_CONTENT_TYPE,
+        ContentType=TSV_CONTENT_TYPE if header.delimiter == "\t" else CSV_CONTENT_TYPE,
         Metadata={"execution": run_id, "input-version": version_token(source)},
     )["UploadId"]
     job = {
@@ -183,8 +202,10 @@ def _index_input(
         "bucket": work_bucket,
         "source": indexed_source,
         "encoding": row_encoding,
-        "columns": len(header),
+        "columns": len(header.fields),
         "text_column_index": text_index,
+        "delimiter": header.delimiter,
+        "preamble": header.preamble,
         "result_key": out_key,
         "upload_id": upload_id,
         **({"label_set": label_set} if label_set else {}),
@@ -193,8 +214,9 @@ def _index_input(
         "run_id": run_id,
         "input": {**source, "bytes": size, "encoding": encoding},
         "job": job,
-        "header": header,
-        "text_column": header[text_index],
+        "header": header.fields,
+        "delimiter": header.delimiter,
+        "text_column": header.fields[text_index],
         "range_bytes": range_bytes,
         "ranges": len(ranges),
         "started_at": started_at,
@@ -227,23 +249,42 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _read_header(
-    first: bytes, blocks: Iterator[bytes], encoding: str, newline: bytes
-) -> tuple[list[str], bytes]:
-    """The header's fields, and the bytes read so far (the header is part of range 0)."""
-    buffer = first
-    while (end := header_end(buffer, newline)) is None and len(buffer) < HEADER_LIMIT_BYTES:
+    first: bytes, blocks: Iterator[bytes], encoding: str, newline: bytes, delimiter: str | None = None
+) -> tuple[Header, bytes]:
+    """The header (its fields, its delimiter, and the bytes of an Excel `sep=` line before it),
+    and the bytes read so far (the header is part of range 0). `delimiter` None: Excel's
+    `sep=` line if there is one, else the header's own (csvfile.detect_delimiter)."""
+    preamble, buffer = 0, first
+    end, buffer = _record_end(buffer, blocks, 0, newline)
+    separator = excel_separator(buffer[:end].decode(encoding, errors="replace"))
+    if separator is not None:  # Excel's `sep=;` line: not the header, which follows it
+        preamble = end
+        end, buffer = _record_end(buffer, blocks, preamble, newline)
+    text = buffer[preamble:end].decode(encoding, errors="replace")
+    delimiter = delimiter or separator or detect_delimiter(text)
+    header = next(iter_records(io.StringIO(text, newline=""), delimiter=delimiter), None)
+    if header is None:
+        raise InputError("the file has no header row (it is empty or only blank lines)")
+    return Header(header.fields, delimiter, preamble), buffer
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    fields: list[str]
+    delimiter: str
+    preamble: int  # bytes before the header (Excel's `sep=` line), copied to the output as they are
+
+
+def _record_end(buffer: bytes, blocks: Iterator[bytes], start: int, newline: bytes) -> tuple[int, bytes]:
+    """Offset just past the record that starts at `start`, reading more blocks as needed."""
+    while (end := header_end(buffer[start:], newline)) is None and len(buffer) < HEADER_LIMIT_BYTES:
         more = next(blocks, None)
         if more is None:
-            end = len(buffer)
-            break
+            return len(buffer), buffer
         buffer += more
     if end is None:
         raise InputError(f"no end of the header row in the first {HEADER_LIMIT_BYTES // MIB} MiB: is this a CSV?")
-    text = buffer[:end].decode(encoding, errors="replace")
-    header = next(iter_records(io.StringIO(text, newline="")), None)
-    if header is None:
-        raise InputError("the file has no header row (it is empty or only blank lines)")
-    return header.fields, buffer
+    return start + end, buffer
 
 
 class Utf8Tally:
