@@ -666,8 +666,8 @@ def test_upload_rule_starts_the_state_machine(synth):
         "detail-type": ["Object Created"],
         "detail": {
             "bucket": {"name": [{"Ref": synth.logical_id(synth.stack.storage.input_bucket)}]},
-            "object": {"key": [{"suffix": {"equals-ignore-case": ".csv"}},  # SONGS.CSV too
-                               {"suffix": {"equals-ignore-case": ".tsv"}}]},
+            "object": {"key": [{"suffix": {"equals-ignore-case": suffix}}  # SONGS.CSV too
+                               for suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz")]},
         },
     }
     (target,) = props["Targets"]

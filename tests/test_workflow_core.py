@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import json
+import re
 
 import boto3
 import pytest
@@ -283,7 +284,7 @@ def test_utf16_is_transcoded_once_and_indexed(s3, classifier, encoding, bom):
     rows = records(output)
     assert [r.fields[:2] for r in rows[1:]] == [["1", "amor, mi amor\r\ncanción"], ["2", "ñandú"]]
     assert merged["rows_in"] == 2
-    assert s3.head_object(Bucket=OUT, Key="runs/run-1/input.utf8.csv")  # the transcoded copy
+    assert s3.head_object(Bucket=OUT, Key="runs/run-1/input.csv")  # the transcoded copy
 
 
 def test_split_reports_a_missing_object_readably(s3):
@@ -581,3 +582,31 @@ def test_an_upload_names_its_delimiter_in_its_metadata(s3, classifier):
     s3.put_object(Bucket=IN, Key="bad.csv", Body=b"id,lyrics\n1,x\n", Metadata={"delimiter": "colon"})
     with pytest.raises(InputError, match="metadata delimiter 'colon': use one of comma"):
         split(s3, key="bad.csv", run_id="run-2")
+
+
+def test_gzip_input_is_decompressed_once_and_classified_like_the_plain_file(s3, classifier, three_ranges):
+    import gzip
+
+    plain, plain_merged = run_steps(s3, classifier, three_ranges, key="plain.csv", run_id="plain")
+    # two members, as `cat a.gz b.gz` makes them
+    packed = gzip.compress(three_ranges[:1000]) + gzip.compress(three_ranges[1000:])
+    output, merged = run_steps(s3, classifier, packed, key="packed.csv.gz", run_id="packed")
+    assert merged["result_key"] == "results/packed.classified.csv"
+    assert output == plain and merged["rows_in"] == plain_merged["rows_in"] == 2900
+    summary = json.loads(s3.get_object(Bucket=OUT, Key=merged["summary_key"])["Body"].read())
+    assert summary["input"]["compression"] == "gzip" and summary["ranges"] == 3
+    utf16 = gzip.compress("lyrics\nwhiskey on the porch\n".encode("utf-16"))  # gzip of UTF-16: both undone
+    assert b"whiskey on the porch" in run_steps(s3, classifier, utf16, key="wide.csv.gz", run_id="wide")[0]
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"\x1f\x8b" + b"not really gzip at all", "not a valid gzip file"),
+    (None, "cut short (truncated)"),
+])
+def test_a_broken_gzip_file_fails_with_a_reason(s3, data, reason):
+    import gzip
+
+    data = data or gzip.compress(b"lyrics\n" + b"la la la love\n" * 5000)[:-50]
+    with pytest.raises(InputError, match=re.escape(reason)):
+        split(s3, version_id=upload(s3, data, key="broken.csv.gz"), key="broken.csv.gz")
+    assert s3.list_multipart_uploads(Bucket=OUT).get("Uploads", []) == []  # the copy was aborted

@@ -338,3 +338,17 @@ def test_tsv_and_semicolon_files_run_and_keep_their_delimiter(tmp_path):
     assert (tmp_path / "odd.classified.csv").read_text().splitlines()[1].startswith("1,2;baila conmigo toda la noche;")
     wrong = _cli("run", "odd.csv", "--delimiter", "colon", cwd=tmp_path)
     assert wrong.returncode == 2 and "use one of comma" in wrong.stderr
+
+
+def test_a_gzip_file_runs_and_its_result_is_gzip_too(tmp_path):
+    import gzip
+
+    data = b"id,lyrics\n1,whiskey on the porch tonight\n2,baila conmigo toda la noche\n"
+    (tmp_path / "songs.csv.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "plain.csv").write_bytes(data)
+    assert _cli("run", "songs.csv.gz", "-q", cwd=tmp_path).returncode == 0
+    assert _cli("run", "plain.csv", "-q", cwd=tmp_path).returncode == 0
+    assert gzip.decompress((tmp_path / "songs.classified.csv.gz").read_bytes()) == \
+        (tmp_path / "plain.classified.csv").read_bytes()
+    summary = json.loads((tmp_path / "songs.summary.json").read_text())
+    assert summary["input"]["compression"] == "gzip" and summary["rows_in"] == 2

@@ -17,8 +17,8 @@ MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's Result
 LABELS_PREFIX = "labels/"
 LABEL_SET_SUFFIX = ".json"
 # The uploads that start a run (any case), and whose name the result keeps: songs.tsv ->
-# results/songs.classified.tsv.
-INPUT_SUFFIXES = (".csv", ".tsv")
+# results/songs.classified.tsv; gzip input gives a plain result (songs.csv.gz -> .classified.csv).
+INPUT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")

@@ -671,7 +671,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv; "
                "lyrics-classifier run songs.csv --labels \"happy,sad,angry\" --multi-label",
     )
-    parser.add_argument("input", type=Path, help="CSV (or TSV) file with a header row and a lyrics column")
+    parser.add_argument("input", type=Path, help="CSV or TSV file (or .csv.gz, .tsv.gz) with a header row and a lyrics column")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="classified CSV to write; a name ending in .gz is gzip-compressed (default: beside the input)")
     parser.add_argument(

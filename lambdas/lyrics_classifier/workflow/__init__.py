@@ -25,7 +25,7 @@ Work area, in the output bucket:
     runs/<run id>/run.json          what Split learned (header, encoding, ranges, upload id)
     runs/<run id>/manifest.json     the Distributed Map's items: one byte range each
     runs/<run id>/parts/<n>.json    a range's counts, written after its part: marks it done
-    runs/<run id>/input.utf8.csv    UTF-16 input, transcoded once (other encodings: none)
+    runs/<run id>/input.csv         gzip or UTF-16 input, decompressed / transcoded once (else: none)
     runs/<run id>/error.json        the failure report of a run a newer upload superseded
     runs/map-results/<map run id>/  the Map's ResultWriter output (contract.MAP_RESULTS_PREFIX)
 Results: results/<input name>.classified.csv and .summary.json; failures: failed/<input name>.error.json.

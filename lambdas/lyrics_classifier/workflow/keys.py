@@ -16,13 +16,13 @@ def input_name(key: str) -> str:
 
 
 def input_suffix(key: str) -> str:
-    """`.csv` or `.tsv` as the key ends (in any case), or empty."""
-    return next((key[-len(s):] for s in INPUT_SUFFIXES if key.lower().endswith(s)), "")
+    """`.csv`, `.tsv`, `.csv.gz` or `.tsv.gz` as the key ends (in any case), or empty."""
+    return next((key[-len(s):] for s in sorted(INPUT_SUFFIXES, key=len, reverse=True) if key.lower().endswith(s)), "")
 
 
 def result_key(key: str) -> str:
-    """results/<input name>.classified.<the input's extension: csv or tsv>"""
-    return f"{RESULTS_PREFIX}{input_name(key)}.classified{input_suffix(key).lower() or '.csv'}"
+    """results/<input name>.classified.<the input's format: csv or tsv>"""
+    return f"{RESULTS_PREFIX}{input_name(key)}.classified{input_suffix(key).lower().removesuffix('.gz') or '.csv'}"
 
 
 def summary_key(key: str) -> str:

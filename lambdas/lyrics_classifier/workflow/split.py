@@ -8,6 +8,7 @@ import dataclasses
 import io
 import math
 import time
+import zlib
 from typing import Any, Iterator
 
 from ..contract import DEFAULT_RANGE_BYTES, LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS
@@ -25,6 +26,8 @@ from .s3io import (CHECKSUM, READ_BLOCK_BYTES, claim_version, completed_part, ge
 HEADER_LIMIT_BYTES = 16 * MIB
 UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_INFLATION = 10  # for planning ranges: how much larger than its gzip file a text may be
 TSV_CONTENT_TYPE = "text/tab-separated-values; charset=utf-8"
 DELIMITER_METADATA = "delimiter"  # `aws s3 cp --metadata delimiter=semicolon`: this upload's delimiter
 
@@ -155,20 +158,26 @@ def _index_input(
     started_at = utc_now()
     if size == 0:
         raise InputError("the file is empty: expected a CSV with a header row")
-    # Never fewer than MIN_RANGE_BYTES (S3's part minimum), never more than PLANNED_MAX_PARTS ranges.
-    range_bytes = max(range_bytes, MIN_RANGE_BYTES, math.ceil(size / PLANNED_MAX_PARTS))
-
     blocks = read_blocks(s3, source, size)
     first = next(blocks)
+    # Gzip and UTF-16 cannot be read by byte ranges: decompress / re-encode the stream once
+    # into the work area as it is indexed, and index (and classify) that copy.
+    compressed = first.startswith(GZIP_MAGIC)
+    if compressed:
+        blocks, first = _started(_gunzipped(_chain(first, blocks)))
     encoding = detect_encoding(first[:SNIFF_BYTES])
-    indexed_source = source
+    row_encoding = encoding
     if encoding.startswith("utf-16"):
-        indexed_source = {"bucket": work_bucket, "key": f"{run_prefix(run_id)}input.utf8.csv", "version_id": None}
-        blocks = _transcode_to_work_area(s3, _chain(first, blocks), encoding, indexed_source)
-        first = next(blocks, b"")
+        blocks, first = _started(_utf8_blocks(_chain(first, blocks), encoding))
         row_encoding = "utf-8"
-    else:
-        row_encoding = encoding
+    indexed_source = source
+    if compressed or encoding.startswith("utf-16"):
+        indexed_source = {"bucket": work_bucket, "key": f"{run_prefix(run_id)}input.csv", "version_id": None}
+        blocks, first = _started(_copy_to_work_area(s3, _chain(first, blocks), indexed_source))
+    # Never fewer than MIN_RANGE_BYTES (S3's part minimum), never more than PLANNED_MAX_PARTS ranges
+    # (of a gzip file only the compressed size is known: text inflates up to ~10x).
+    range_bytes = max(range_bytes, MIN_RANGE_BYTES,
+                      math.ceil(size * (GZIP_INFLATION if compressed else 1) / PLANNED_MAX_PARTS))
     newline = line_break(first[:SNIFF_BYTES])
     header, first = _read_header(first, blocks, row_encoding, newline, delimiter)
     text_index = find_text_column(header.fields, text_column)
@@ -212,7 +221,7 @@ def _index_input(
     }
     run = {
         "run_id": run_id,
-        "input": {**source, "bytes": size, "encoding": encoding},
+        "input": {**source, "bytes": size, "encoding": encoding, **({"compression": "gzip"} if compressed else {})},
         "job": job,
         "header": header.fields,
         "delimiter": header.delimiter,
@@ -312,12 +321,48 @@ class Utf8Tally:
         return self.valid > self.invalid
 
 
-def _transcode_to_work_area(
-    s3: Any, blocks: Iterator[bytes], encoding: str, target: dict[str, Any]
-) -> Iterator[bytes]:
-    """UTF-16 cannot be indexed with single-byte quotes: re-encode it once as UTF-8 into the
-    work area (multipart, 8 MiB parts) and yield the UTF-8 blocks as they are written."""
+def _started(blocks: Iterator[bytes]) -> tuple[Iterator[bytes], bytes]:
+    """(the rest of a stream of blocks, its first block)."""
+    return blocks, next(blocks, b"")
+
+
+def _gunzipped(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip stream (members one after another, as `cat a.gz b.gz`
+    makes), at most READ_BLOCK_BYTES at a time however well the data compresses."""
+    inflater, inside = zlib.decompressobj(wbits=31), False  # inside: a member has begun
+    try:
+        for block in blocks:
+            while block:
+                inside = True
+                if out := inflater.decompress(block, READ_BLOCK_BYTES):
+                    yield out
+                if inflater.eof:  # the next member, if any
+                    block, inflater, inside = inflater.unused_data, zlib.decompressobj(wbits=31), False
+                else:
+                    block = inflater.unconsumed_tail
+            # (more of this member comes with the next block)
+    except zlib.error as exc:
+        raise InputError(f"the file starts like gzip but is not a valid gzip file ({exc})") from None
+    if inside:
+        raise InputError("the gzip file is cut short (truncated): upload the whole file again")
+
+
+def _utf8_blocks(blocks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """UTF-16 cannot be indexed with single-byte quotes: the text re-encoded as UTF-8."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        for block in blocks:
+            if data := decoder.decode(block).encode("utf-8"):
+                yield data
+        if data := decoder.decode(b"", final=True).encode("utf-8"):
+            yield data
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the file is not valid {encoding} text ({exc.reason})") from None
+
+
+def _copy_to_work_area(s3: Any, blocks: Iterator[bytes], target: dict[str, Any]) -> Iterator[bytes]:
+    """Write the blocks once into the work area (multipart, parts of READ_BLOCK_BYTES or more)
+    while yielding them on; the copy is complete when the stream is."""
     upload_id = s3.create_multipart_upload(Bucket=target["bucket"], Key=target["key"], **CHECKSUM)["UploadId"]
     parts: list[dict[str, Any]] = []
     pending = bytearray()
@@ -331,25 +376,17 @@ def _transcode_to_work_area(
                                      "checksum_crc32": uploaded.get("ChecksumCRC32")}))
 
     try:
-        done = False
-        while not done:
-            block = next(blocks, None)
-            done = block is None
-            try:
-                text = decoder.decode(block or b"", final=done)
-            except UnicodeDecodeError as exc:
-                raise InputError(f"the file is not valid {encoding} text ({exc.reason})") from None
-            data = text.encode("utf-8")
+        for data in blocks:
             pending += data
-            if len(pending) >= READ_BLOCK_BYTES or (done and (pending or not parts)):
+            if len(pending) >= READ_BLOCK_BYTES:
                 upload(bytes(pending))
                 pending.clear()
-            if data:
-                yield data
+            yield data
+        if pending or not parts:
+            upload(bytes(pending))
         s3.complete_multipart_upload(
             Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
     except BaseException:
         s3.abort_multipart_upload(Bucket=target["bucket"], Key=target["key"], UploadId=upload_id)
         raise
-
