@@ -833,7 +833,7 @@ def test_stack_outputs(synth):
     outputs = synth.template_dict["Outputs"]
     assert set(contract.STACK_OUTPUTS) <= set(outputs)
     assert "states/home" in json.dumps(outputs["StateMachineConsoleUrl"])
-    assert outputs["InputSuffix"]["Value"] == ".csv"
+    assert outputs["InputSuffix"]["Value"] == ".csv,.tsv,.csv.gz,.tsv.gz"  # any case
 
 
 OVERRIDES = dict(

@@ -9,6 +9,7 @@ import io
 import math
 import time
 import zlib
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Iterator
 
 from ..contract import DEFAULT_RANGE_BYTES, LABEL_SET_SUFFIX, LABELS_PREFIX, MIB, MIN_RANGE_BYTES, PLANNED_MAX_PARTS
@@ -20,8 +21,8 @@ from ..labelset import parse as parse_label_set
 from .classify import row_codec
 from .keys import (claim_key, label_set_copy_key, label_set_key, manifest_key, result_key, run_info_key,
                    run_prefix, version_token)
-from .s3io import (CHECKSUM, READ_BLOCK_BYTES, claim_version, completed_part, get_json_or_none, is_missing, put_json, read_blocks, read_range,
-                   release_claim, resolve_input, utc_now)
+from .s3io import (CHECKSUM, READ_AHEAD, READ_BLOCK_BYTES, claim_version, completed_part, get_json_or_none,
+                   is_missing, put_json, read_blocks, read_range, release_claim, resolve_input, utc_now)
 
 HEADER_LIMIT_BYTES = 16 * MIB
 UNCLOSED_QUOTE_PARSE_BYTES = 64 * MIB  # an error path: parse at most this much to name the line
@@ -361,32 +362,41 @@ def _utf8_blocks(blocks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 
 
 def _copy_to_work_area(s3: Any, blocks: Iterator[bytes], target: dict[str, Any]) -> Iterator[bytes]:
-    """Write the blocks once into the work area (multipart, parts of READ_BLOCK_BYTES or more)
-    while yielding them on; the copy is complete when the stream is."""
+    """Write the blocks once into the work area (multipart, parts of READ_BLOCK_BYTES or more,
+    READ_AHEAD of them uploading at once beside the pass) while yielding them on; the copy is
+    complete when the stream is."""
     upload_id = s3.create_multipart_upload(Bucket=target["bucket"], Key=target["key"], **CHECKSUM)["UploadId"]
-    parts: list[dict[str, Any]] = []
+    uploads: list[Future[dict[str, Any]]] = []
     pending = bytearray()
 
-    def upload(data: bytes) -> None:
-        number = len(parts) + 1
+    def upload(number: int, data: bytes) -> dict[str, Any]:
         uploaded = s3.upload_part(
             Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, PartNumber=number, Body=data, **CHECKSUM
         )
-        parts.append(completed_part({"etag": uploaded["ETag"], "part": number,
-                                     "checksum_crc32": uploaded.get("ChecksumCRC32")}))
+        return completed_part({"etag": uploaded["ETag"], "part": number, "checksum_crc32": uploaded.get("ChecksumCRC32")})
 
-    try:
-        for data in blocks:
-            pending += data
-            if len(pending) >= READ_BLOCK_BYTES:
-                upload(bytes(pending))
-                pending.clear()
-            yield data
-        if pending or not parts:
-            upload(bytes(pending))
-        s3.complete_multipart_upload(
-            Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
-        )
-    except BaseException:
-        s3.abort_multipart_upload(Bucket=target["bucket"], Key=target["key"], UploadId=upload_id)
-        raise
+    def send(data: bytes) -> None:
+        while len([u for u in uploads if not u.done()]) >= READ_AHEAD:  # bounded memory
+            wait([u for u in uploads if not u.done()], return_when=FIRST_COMPLETED)
+        uploads.append(pool.submit(upload, len(uploads) + 1, data))
+
+    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+        try:
+            for data in blocks:
+                pending += data
+                if len(pending) >= READ_BLOCK_BYTES:
+                    send(bytes(pending))
+                    pending.clear()
+                yield data
+            if pending or not uploads:
+                send(bytes(pending))
+            parts = [u.result() for u in uploads]
+            s3.complete_multipart_upload(
+                Bucket=target["bucket"], Key=target["key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            for u in uploads:
+                u.cancel()
+            wait(uploads)
+            s3.abort_multipart_upload(Bucket=target["bucket"], Key=target["key"], UploadId=upload_id)
+            raise
