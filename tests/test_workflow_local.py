@@ -321,7 +321,7 @@ def test_the_output_format_follows_the_name_asked_for(tmp_path):
     assert (tmp_path / "packed.summary.json").is_file() and (tmp_path / "packed.report.html").is_file()
     for name in ("out.parquet", "out.xlsx"):  # refused before any work, not written as CSV
         done = _cli("run", "songs.csv", "-o", f"sub/{name}", cwd=tmp_path)
-        assert done.returncode == 2 and "cannot write" in done.stderr and "name a .csv file" in done.stderr
+        assert done.returncode == 2 and "cannot write" in done.stderr and "name a .csv (or .tsv) file" in done.stderr
     assert not (tmp_path / "sub").exists()
 
 
