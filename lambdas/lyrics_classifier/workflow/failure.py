@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .keys import claim_key, failure_key, report_key, result_key, run_info_key, run_prefix, summary_key
+from .keys import claim_key, failure_key, report_key, result_key, run_info_key, run_report_key, summary_key
 from .merge import completed_by, first_range_error, unclassified_ranges
 from .s3io import (abort_upload, claim_owner, decoded_source, delete_if_exists, get_json_or_none, put_json,
                    release_claim, superseded_by, utc_now)
@@ -60,6 +60,7 @@ def write_failure_report(
     newer = superseded_by(s3, source) or (f"run {owner}" if owner not in (run_id, None) else None)
     kept = job and completed_by(s3, job, run_id) is not None
     if kept:
+        reason = reason.replace("; no result was written", "").replace(", so no result was written", "")
         reason += f" (the classified file {job['result_key']} was completed by this run before the failure and is kept)"
     report = {
         "input": source,
@@ -86,18 +87,13 @@ def write_failure_report(
 # Execution endings the state machine's Catch never sees (EventBridge "Step Functions
 # Execution Status Change"): the execution's TimeoutSeconds, a StopExecution, a failure
 # inside the failure path. -> (error, reason) of the report.
-UNCAUGHT_ENDINGS = {
+ENDING_REPORTS = {
     "TIMED_OUT": ("States.Timeout", "the execution reached its time limit (context execution_timeout_s) "
                   "before the result was complete; no result was written"),
     "ABORTED": ("States.Aborted", "the execution was stopped (StopExecution) before the result was "
                 "complete; no result was written"),
     "FAILED": ("States.Runtime", "the execution failed outside its failure handling; no result was written"),
 }
-
-
-def run_report_key(run_id: str) -> str:
-    """Where a run's report goes when it must not touch failed/ (a superseded run)."""
-    return f"{run_prefix(run_id)}error.json"
 
 
 def report_of_run(s3: Any, bucket: str, source: dict[str, Any], run_id: str) -> dict[str, Any] | None:
@@ -134,7 +130,7 @@ def clean_up_ended_execution(
         release_claim(s3, bucket, claim_key(source), run_id)
         return {"error": earlier["error"], "reason": earlier["reason"], "report_key": earlier["report_key"],
                 "cleaned_up": False}
-    default_error, default_reason = UNCAUGHT_ENDINGS.get(status, UNCAUGHT_ENDINGS["FAILED"])
+    default_error, default_reason = ENDING_REPORTS.get(status, ENDING_REPORTS["FAILED"])
     if status == "FAILED" and (error or cause):  # ReportFailure itself failed: say so, and why
         cause = (f"the run failed and so did its failure handling ({failure_reason(error or '', cause or '')}); "
                  "no result was written")

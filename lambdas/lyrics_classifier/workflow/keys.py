@@ -58,6 +58,11 @@ def label_set_key(key: str, input_prefix: str = "") -> str | None:
     return f"{LABELS_PREFIX}{folder}{LABEL_SET_SUFFIX}" if slash and folder else None
 
 
+def run_report_key(run_id: str) -> str:
+    """Where a run's failure report goes when it must not touch failed/ (a superseded run)."""
+    return f"{run_prefix(run_id)}error.json"
+
+
 def run_info_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}run.json"
 
