@@ -4,6 +4,7 @@ output as one part of the result's multipart upload, then write the range's stat
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import functools
 import io
 import re
@@ -11,7 +12,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 from ..contract import CONFIDENCE_BINS, LEAST_CONFIDENT_ROWS
 from ..csvfile import InputError, fallback_encoding, format_row, iter_records
@@ -98,6 +99,20 @@ def _best_text(field: str, encoding: str) -> tuple[str, str | None]:
         return raw.decode(fallback), f"text decoded as {fallback}: not valid {encoding}"
 
 
+@dataclasses.dataclass
+class ParsedRange:
+    """A range's rows before classification: each row's original text, the text to classify,
+    its decoding warning and its line; the bytes and lines that come before the rows."""
+
+    head: bytes = b""
+    rows: list[str] = dataclasses.field(default_factory=list)
+    texts: list[Any] = dataclasses.field(default_factory=list)
+    warnings: list[str | None] = dataclasses.field(default_factory=list)
+    line_numbers: list[int] = dataclasses.field(default_factory=list)
+    blank_lines: list[int] = dataclasses.field(default_factory=list)
+    columns_added: list[str] | None = None
+
+
 def classify_bytes(
     data: bytes,
     classifier: Any,
@@ -115,29 +130,26 @@ def classify_bytes(
     the added columns are joined with the input's delimiter. With `with_header`, the range
     starts the file: its BOM, the `preamble` bytes before the header (Excel's `sep=` line) and
     the header come first."""
-    bom = b""
+    parsed = ParsedRange()
     if with_header and preamble:  # the BOM, if any, and Excel's `sep=` line: copied as they are
-        bom, data = data[:preamble], data[preamble:]
+        parsed.head, data = data[:preamble], data[preamble:]
         first_line += 1
     elif with_header and data.startswith(codecs.BOM_UTF8):
-        bom, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
+        parsed.head, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
     codec = row_codec(encoding)
     text = data.decode(codec, "surrogateescape")
-    blank_lines: list[int] = []
-    records = iter_records(io.StringIO(text, newline=""), first_line=first_line, on_blank=blank_lines.append,
-                           delimiter=delimiter)
-    head: list[str] = []
-    columns_added = None
+    records = iter_records(io.StringIO(text, newline=""), first_line=first_line,
+                           on_blank=parsed.blank_lines.append, delimiter=delimiter)
     if with_header:
         header = next(records, None)
         if header is None:
             raise InputError("the file has no header row (it is empty or only blank lines)")
-        columns_added = output_columns(header.fields, list(classifier.labels), classifier.multi_label)
-        head.append(f"{header.raw}{delimiter}{format_row(columns_added, delimiter)}\n")
-    rows, texts, warnings, line_numbers = [], [], [], []
+        parsed.columns_added = output_columns(header.fields, list(classifier.labels), classifier.multi_label)
+        line = f"{header.raw}{delimiter}{format_row(parsed.columns_added, delimiter)}\n"
+        parsed.head += line.encode("utf-8", "surrogateescape")
     for record in records:
         if len(record.fields) != columns and not record.raw.strip():
-            blank_lines.append(record.line)  # spaces only, in a file of several columns: a blank line
+            parsed.blank_lines.append(record.line)  # spaces only, in a file of several columns: a blank line
             continue
         if len(record.fields) != columns:
             raise InputError(
@@ -145,18 +157,29 @@ def classify_bytes(
                 f"columns; quote fields that contain {DELIMITER_WORDS[delimiter]} (\"like{delimiter} this\")"
             )
         best, warning = _best_text(record.fields[text_column_index], codec)
-        rows.append(record.raw)
-        texts.append(best)
-        warnings.append(warning)
-        line_numbers.append(record.line)
-    predictions = classifier.classify(texts)
+        parsed.rows.append(record.raw)
+        parsed.texts.append(best)
+        parsed.warnings.append(warning)
+        parsed.line_numbers.append(record.line)
+
+    def render(raw: str, added: list[tuple[str, str]]) -> str:
+        return f"{raw}{delimiter}{format_row([value for _, value in added], delimiter)}"
+
+    return classify_parsed(parsed, classifier, render)
+
+
+def classify_parsed(parsed: ParsedRange, classifier: Any,
+                    render: Callable[[str, list[tuple[str, str]]], str]) -> tuple[bytes, dict[str, Any]]:
+    """Classify a parsed range; each row becomes render(its original text, the appended
+    (name, value) pairs). Returns the range's output bytes and counts."""
+    predictions = classifier.classify(parsed.texts)
     rejected: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     languages: Counter[str] = Counter()
     warned: Counter[str] = Counter()
     confidence = [0] * CONFIDENCE_BINS
-    lines = head
-    for raw, prediction, warning in zip(rows, predictions, warnings, strict=True):
+    lines = []
+    for raw, prediction, warning in zip(parsed.rows, predictions, parsed.warnings, strict=True):
         if warning:
             warned[warning] += 1
         if prediction.error is None:
@@ -165,20 +188,20 @@ def classify_bytes(
             confidence[min(CONFIDENCE_BINS - 1, int(prediction.score * CONFIDENCE_BINS))] += 1
         else:
             rejected[prediction.error] += 1
-        added = [value for _, value in appended_columns(classifier.labels, prediction, warning, classifier.multi_label)]
-        lines.append(f"{raw}{delimiter}{format_row(added, delimiter)}\n")
-    body = bom + "".join(lines).encode("utf-8", "surrogateescape")
+        added = appended_columns(classifier.labels, prediction, warning, classifier.multi_label)
+        lines.append(render(raw, added) + "\n")
+    body = parsed.head + "".join(lines).encode("utf-8", "surrogateescape")
     counts = {
-        "rows": len(rows),
+        "rows": len(parsed.rows),
         "classified": sum(labels.values()),
         "rejected": dict(rejected),
         "labels": dict(labels),
         "languages": dict(languages),
         "warnings": dict(warned),
-        "blank_lines": len(blank_lines),
-        "columns_added": columns_added,
+        "blank_lines": len(parsed.blank_lines),
+        "columns_added": parsed.columns_added,
         "confidence_counts": confidence,
-        "least_confident": least_confident(line_numbers, texts, predictions),
+        "least_confident": least_confident(parsed.line_numbers, parsed.texts, predictions),
     }
     return body, counts
 
