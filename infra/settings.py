@@ -54,7 +54,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "execution_timeout_s": (43200, "timeout of a whole execution (seconds); an alarm fires when one times out"),
     "text_column": ("", "name of the lyrics column; empty = first of lyrics/lyric/text"),
     "input_prefix": ("", "only objects under this key prefix start a run"),
-    "input_suffix": (",".join(INPUT_SUFFIXES), "only objects whose key ends with one of these suffixes (comma-separated), in any case, start a run (`.csv` matches `SONGS.CSV`)"),
+    "input_suffix": (",".join(INPUT_SUFFIXES), "only objects whose key ends with one of these suffixes (comma-separated), in any case, start a run (`.csv` matches `SONGS.CSV`; with an `input_prefix`, lower or upper case)"),
     "delimiter": ("", "field delimiter of the uploads: `comma`, `semicolon`, `tab` or `pipe`; empty = per file (Excel's `sep=` line, else the header's); an upload's `delimiter` metadata wins"),
     "work_area_expiry_days": (7, "days after which `runs/` (manifests, part counts, claims) in the output bucket expire"),
     "input_noncurrent_expiry_days": (30, "days after which overwritten/deleted input versions expire"),
@@ -169,8 +169,6 @@ class Settings:
             pass  # every object starts a run: allowed, the bucket is dedicated to inputs
         if "*" in self.input_prefix + self.input_suffix:
             fail("input_prefix", "`*` is not allowed in input_prefix / input_suffix (EventBridge wildcard)")
-        if self.input_prefix and any(sum(c.lower() != c.upper() for c in s) > 6 for s in self.suffixes):
-            fail("input_suffix", "with an input_prefix, at most 6 letters each (each case variant is one pattern of the rule)")
         if self.delimiter:
             try:
                 parse_delimiter(self.delimiter)

@@ -228,16 +228,12 @@ def stack_id_suffix() -> str:
 
 def key_pattern(prefix: str, suffixes: list[str]) -> list[Any]:
     """The trigger's object-key filter: under `prefix`, ending with one of `suffixes` in any
-    case (`.csv` matches `SONGS.CSV`). EventBridge cannot AND a prefix and a case-insensitive
-    suffix on one field, so with a prefix each suffix's case variants become wildcard patterns."""
+    case (`.csv` matches `SONGS.CSV`). EventBridge cannot AND a prefix with a case-insensitive
+    suffix on one field, so with a prefix each suffix matches in lower or upper case (two
+    wildcard patterns: every mix of cases would be 2^letters of them)."""
     if not suffixes:
         return [{"prefix": prefix}] if prefix else [{"exists": True}]
     if not prefix:
         return [{"suffix": {"equals-ignore-case": suffix}} for suffix in suffixes]
-    patterns = []
-    for suffix in suffixes:
-        variants = {""}
-        for char in suffix:
-            variants = {v + c for v in variants for c in {char.lower(), char.upper()}}
-        patterns += [{"wildcard": f"{prefix}*{variant}"} for variant in sorted(variants)]  # settings refuse `*`
-    return patterns
+    cases = dict.fromkeys(variant for suffix in suffixes for variant in (suffix.lower(), suffix.upper()))
+    return [{"wildcard": f"{prefix}*{variant}"} for variant in cases]  # settings refuse `*`

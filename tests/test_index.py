@@ -119,3 +119,19 @@ def test_ranges_tile_the_file_and_classify_like_the_whole(classifier, generated,
 
     assert without_scores(by_range) == without_scores(at_once)
     assert by_range.count(b"\n") == at_once.count(b"\n")
+
+
+def test_json_lines_are_cut_at_every_line_break_whatever_the_quotes():
+    """JSON strings escape their quotes (\\"), which do not pair up as CSV's do: in line mode the
+    indexer follows no quote state and cuts after the first line break past the range size."""
+    lines = [b'{"id": %d, "lyrics": "say \\"hey\\" \\\\" }\n' % i for i in range(2000)]
+    data = b"".join(lines)
+    indexer = RangeIndexer(4096, quoting=False)
+    for i in range(0, len(data), 1000):
+        indexer.feed(data[i : i + 1000])
+    ranges = indexer.finish()
+    assert len(ranges) > 5 and not indexer.in_quotes
+    assert ranges[0].start == 0 and ranges[-1].end == len(data)
+    for previous, current in zip(ranges, ranges[1:]):
+        assert previous.end == current.start and data[current.start - 1 : current.start] == b"\n"
+        assert current.first_line == data[: current.start].count(b"\n") + 1

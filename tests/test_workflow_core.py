@@ -610,3 +610,37 @@ def test_a_broken_gzip_file_fails_with_a_reason(s3, data, reason):
     with pytest.raises(InputError, match=re.escape(reason)):
         split(s3, version_id=upload(s3, data, key="broken.csv.gz"), key="broken.csv.gz")
     assert s3.list_multipart_uploads(Bucket=OUT).get("Uploads", []) == []  # the copy was aborted
+
+
+def test_json_lines_in_and_out_every_field_kept_and_every_row_once(s3, classifier):
+    notes = "ñ \" , " * 500  # bulky: the file spans two ranges
+    lines = [json.dumps({"id": i, "Lyrics": f"whiskey on the porch, \"night\" {i}\nand the river",
+                         "tags": [i, {"a": None}], "notes": notes}, ensure_ascii=False).encode() for i in range(3000)]
+    lines[7] = b'{"id": 7}'  # no lyrics: rejected, kept
+    data = b"\n".join(lines[:10]) + b"\n\n" + b"\n".join(lines[10:]) + b"\n"  # a blank line is not a row
+    version = upload(s3, data, key="songs.jsonl")
+    result = split(s3, key="songs.jsonl", version_id=version, range_bytes=6 * 2**20)
+    assert result["job"]["format"] == "jsonl" and result["job"]["text_field"] == "Lyrics"
+    assert len(manifest(s3, result)) == 2
+    classify_all(s3, classifier, result)
+    merged = merge_results(s3, bucket=OUT, run_id="run-1")
+    assert merged["result_key"] == "results/songs.classified.jsonl"
+    assert merged["rows_in"] == 3000 and merged["rows_rejected"] == 1
+    output = s3.get_object(Bucket=OUT, Key=merged["result_key"])["Body"].read().splitlines()
+    assert len(output) == 3000
+    for original, line in zip(lines, output, strict=True):
+        assert line.startswith(original[:-1])  # the object's own bytes, up to its closing brace
+        row = json.loads(line)
+        assert row["id"] == json.loads(original)["id"] and ("tags" in row or row["id"] == 7)
+        assert (row["label"] in classifier.labels and isinstance(row["score"], float)) or row["error"] == "lyrics missing"
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b"[1, 2]", "line 3: a JSON list, not an object"),
+    (b'{"lyrics": "unclosed', "line 3: not valid JSON"),
+])
+def test_a_json_lines_row_that_is_not_an_object_fails_with_its_line(s3, classifier, line, reason):
+    data = b'{"lyrics": "la la la love"}\n{"lyrics": "baila conmigo"}\n' + line + b"\n"
+    result = split(s3, key="bad.jsonl", version_id=upload(s3, data, key="bad.jsonl"))
+    with pytest.raises(InputError, match=re.escape(reason)):
+        classify_all(s3, classifier, result)

@@ -352,3 +352,15 @@ def test_a_gzip_file_runs_and_its_result_is_gzip_too(tmp_path):
         (tmp_path / "plain.classified.csv").read_bytes()
     summary = json.loads((tmp_path / "songs.summary.json").read_text())
     assert summary["input"]["compression"] == "gzip" and summary["rows_in"] == 2
+
+
+def test_a_json_lines_file_runs_and_its_result_is_json_lines(tmp_path):
+    rows = [{"id": "a1", "lyrics": "whiskey on the porch tonight"}, {"id": "a2", "Lyrics": "Instrumental"}]
+    (tmp_path / "songs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = _cli("run", "songs.jsonl", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in (tmp_path / "songs.classified.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == ["a1", "a2"] and out[0]["label"] == "country"
+    assert out[1]["label"] is None and out[1]["error"] == "not lyrics: a placeholder"
+    wrong = _cli("run", "songs.jsonl", "-o", "songs.csv", cwd=tmp_path)
+    assert wrong.returncode == 2 and "the input is JSON Lines, so is the output" in wrong.stderr

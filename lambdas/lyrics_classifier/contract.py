@@ -17,8 +17,9 @@ MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"  # the Distributed Map's Result
 LABELS_PREFIX = "labels/"
 LABEL_SET_SUFFIX = ".json"
 # The uploads that start a run (any case), and whose name the result keeps: songs.tsv ->
-# results/songs.classified.tsv; gzip input gives a plain result (songs.csv.gz -> .classified.csv).
-INPUT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+# results/songs.classified.tsv, songs.jsonl -> .classified.jsonl; gzip input gives a plain
+# result (songs.csv.gz -> .classified.csv).
+INPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".csv.gz", ".tsv.gz", ".jsonl.gz", ".ndjson.gz")
 
 # Function names as the state machine knows them (the ASL's ${<Name>FunctionArn}).
 FUNCTION_NAMES = ("Split", "Classify", "Merge", "ReportFailure")

@@ -63,11 +63,14 @@ class RangeIndexer:
     regex match per cut), whatever the quoting.
     """
 
-    def __init__(self, range_bytes: int, newline: bytes = b"\n"):
+    def __init__(self, range_bytes: int, newline: bytes = b"\n", quoting: bool = True):
         if range_bytes < 1:
             raise ValueError("range_bytes must be positive")
         self.range_bytes = range_bytes
         self.newline = newline
+        # JSON Lines: every line break ends a record (JSON strings escape theirs, and their
+        # quotes do not pair up as CSV's do), so there is no quote state to follow.
+        self.quoting = quoting
         self._record_end = record_end(newline)
         self.ranges: list[ByteRange] = []
         self._offset = 0  # bytes fed so far
@@ -82,6 +85,8 @@ class RangeIndexer:
         return self._in_quotes
 
     def feed(self, block: bytes) -> None:
+        if not self.quoting:
+            return self._feed_lines(block)
         base, size = self._offset, len(block)
         position = 0  # block offset up to which the quote state (`inside`) is known
         inside = self._in_quotes
@@ -113,6 +118,22 @@ class RangeIndexer:
             self.ranges.append(ByteRange(len(self.ranges), self._start, base + position, self._start_line))
             self._start, self._start_line = base + position, lines + 1
         self._in_quotes = inside ^ bool(block.count(QUOTE, position) & 1)
+        self._lines_before = lines + block.count(self.newline, counted)
+        self._offset = base + size
+
+    def _feed_lines(self, block: bytes) -> None:
+        base, size = self._offset, len(block)
+        position = counted = 0
+        lines = self._lines_before
+        while (search := max(self._start + self.range_bytes - 1 - base, position)) < size:
+            found = block.find(self.newline, search)
+            if found == -1:
+                break
+            position = found + len(self.newline)
+            lines += block.count(self.newline, counted, position)
+            counted = position
+            self.ranges.append(ByteRange(len(self.ranges), self._start, base + position, self._start_line))
+            self._start, self._start_line = base + position, lines + 1
         self._lines_before = lines + block.count(self.newline, counted)
         self._offset = base + size
 

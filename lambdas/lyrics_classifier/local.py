@@ -35,6 +35,7 @@ from .contract import (
     ALL_FUNCTION_NAMES,
     CLEANUP_FUNCTION,
     DEFAULT_RANGE_BYTES,
+    INPUT_SUFFIXES,
     FUNCTION_NAMES,
     MAP_RESULTS_PREFIX,
     MIB,
@@ -321,6 +322,7 @@ class RunResult:
 # What `-o` can name: a CSV, or a gzip-compressed CSV (`.gz`); another format's extension is
 # refused before any work rather than written as CSV under that name.
 WRITABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".gz", ".txt")
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")  # for JSON Lines input
 
 
 def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Path]:
@@ -331,18 +333,25 @@ def output_paths(input_path: Path, output: Path | None) -> tuple[Path, Path, Pat
     extension = input_suffix(input_path.name).lower() or ".csv"
     csv_path = output or input_path.with_name(f"{input_name(input_path.name)}.classified{extension}")
     base = csv_path.name
-    for suffix in (".classified.csv.gz", ".classified.tsv.gz", ".classified.csv", ".classified.tsv",
-                   ".csv.gz", ".tsv.gz", ".csv", ".tsv", ".gz"):
+    for suffix in (*(f".classified{s}" for s in sorted(INPUT_SUFFIXES, key=len, reverse=True)),
+                   *sorted(INPUT_SUFFIXES, key=len, reverse=True), ".gz"):
         if base.lower().endswith(suffix):
             base = base[: -len(suffix)]
             break
     return csv_path, csv_path.with_name(f"{base}.summary.json"), csv_path.with_name(f"{base}.error.json")
 
 
-def check_output_format(path: Path) -> None:
-    """ValueError unless `path` names a format `run` writes (CSV, or CSV with gzip)."""
+def check_output_format(path: Path, input_path: Path) -> None:
+    """ValueError unless `path` names a format `run` writes for this input: CSV or TSV for a
+    CSV, JSON Lines for JSON Lines; either gzip-compressed."""
+    from .workflow.jsonlines import is_json_lines
+
     name = path.name.lower()
-    if "." in name.lstrip(".") and not name.endswith(WRITABLE_SUFFIXES):
+    if is_json_lines(input_path.name):
+        if not name.endswith(JSON_LINES_SUFFIXES):
+            raise ValueError(f"--output {path}: the input is JSON Lines, so is the output: name a .jsonl file "
+                             "(or .jsonl.gz)")
+    elif "." in name.lstrip(".") and not name.endswith(WRITABLE_SUFFIXES):
         raise ValueError(
             f"--output {path}: cannot write {path.suffix} files; name a .csv (or .tsv) file, or .csv.gz "
             "for a gzip-compressed one (convert the CSV afterwards for other formats)"
@@ -422,7 +431,7 @@ def run_workflow(
     except OSError as exc:
         raise FileNotFoundError(f"{input_path}: cannot read it ({exc.strerror or exc})") from None
     csv_path, summary_path, error_path = output_paths(input_path, Path(output) if output else None)
-    check_output_format(csv_path)
+    check_output_format(csv_path, input_path)
     if csv_path.resolve() == input_path.resolve():
         raise ValueError(f"--output {csv_path} is the input file; choose another name")
     check_writable(csv_path, summary_path, error_path, report_path(summary_path))
@@ -671,7 +680,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples: lyrics-classifier run samples/multilingual.csv -o build/multilingual.classified.csv; "
                "lyrics-classifier run songs.csv --labels \"happy,sad,angry\" --multi-label",
     )
-    parser.add_argument("input", type=Path, help="CSV or TSV file (or .csv.gz, .tsv.gz) with a header row and a lyrics column")
+    parser.add_argument("input", type=Path, help="CSV or TSV file with a header row and a lyrics column, or JSON Lines "
+                                                 "(.jsonl, .ndjson: one object per line); any of them gzip-compressed (.gz)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="classified CSV to write; a name ending in .gz is gzip-compressed (default: beside the input)")
     parser.add_argument(

@@ -63,7 +63,8 @@ from ..errors import IncompleteRunError
 
 __all__ = [
     "IncompleteRunError", "READ_BLOCK_BYTES", "abort_upload", "appended_columns", "claim_key",
-    "clean_up_ended_execution", "classify_bytes", "classify_range", "failure_key", "failure_reason", "first_range_error",
+    "clean_up_ended_execution", "classify_bytes", "classify_range", "failure_key", "failure_reason",
+    "first_range_error",
     "format_probability", "input_name", "label_set_key", "least_confident", "load_label_set",
     "manifest_key", "merge_results", "output_columns", "part_stats_key", "probability_columns",
     "read_range", "release_claim", "report_key", "report_of_run", "result_key", "row_codec", "run_info_key",

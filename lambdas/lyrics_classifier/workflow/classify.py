@@ -224,17 +224,23 @@ def classify_range(s3: Any, classifier: Any, *, job: dict[str, Any], byte_range:
     index = byte_range["index"]
     data = read_range(s3, job["source"], byte_range["start"], byte_range["end"])
     try:
-        body, counts = classify_bytes(
-            data,
-            classifier,
-            encoding=job["encoding"],
-            columns=job["columns"],
-            text_column_index=job["text_column_index"],
-            first_line=byte_range["first_line"],
-            with_header=byte_range["start"] == 0,
-            delimiter=job.get("delimiter", ","),
-            preamble=job.get("preamble", 0),
-        )
+        if job.get("format") == "jsonl":
+            from .jsonlines import classify_json_lines
+
+            body, counts = classify_json_lines(data, classifier, encoding=job["encoding"], fields=job["fields"],
+                                               text_field=job["text_field"], first_line=byte_range["first_line"])
+        else:
+            body, counts = classify_bytes(
+                data,
+                classifier,
+                encoding=job["encoding"],
+                columns=job["columns"],
+                text_column_index=job["text_column_index"],
+                first_line=byte_range["first_line"],
+                with_header=byte_range["start"] == 0,
+                delimiter=job.get("delimiter", ","),
+                preamble=job.get("preamble", 0),
+            )
     except InputError as exc:
         # Kept in the work area: the failure report gives this reason, not just "a range failed".
         put_json(s3, job["bucket"], range_error_key(job["run_id"], index), {"index": index, "reason": str(exc)})

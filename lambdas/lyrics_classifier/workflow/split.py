@@ -19,6 +19,7 @@ from ..index import RangeIndexer, header_end, line_break
 from ..labelset import LabelSetError
 from ..labelset import parse as parse_label_set
 from .classify import row_codec
+from .jsonlines import first_object_fields, is_json_lines
 from .keys import (claim_key, label_set_copy_key, label_set_key, manifest_key, result_key, run_info_key,
                    run_prefix, version_token)
 from .s3io import (CHECKSUM, READ_AHEAD, READ_BLOCK_BYTES, claim_version, completed_part, get_json_or_none,
@@ -30,6 +31,7 @@ CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_INFLATION = 10  # for planning ranges: how much larger than its gzip file a text may be
 TSV_CONTENT_TYPE = "text/tab-separated-values; charset=utf-8"
+JSONL_CONTENT_TYPE = "application/x-ndjson; charset=utf-8"
 DELIMITER_METADATA = "delimiter"  # `aws s3 cp --metadata delimiter=semicolon`: this upload's delimiter
 
 
@@ -180,10 +182,17 @@ def _index_input(
     range_bytes = max(range_bytes, MIN_RANGE_BYTES,
                       math.ceil(size * (GZIP_INFLATION if compressed else 1) / PLANNED_MAX_PARTS))
     newline = line_break(first[:SNIFF_BYTES])
-    header, first = _read_header(first, blocks, row_encoding, newline, delimiter)
-    text_index = find_text_column(header.fields, text_column)
+    json_lines = is_json_lines(source["key"])
+    if json_lines:  # no header: the first object's fields name the lyrics field
+        fields, text_field = first_object_fields(first.decode(row_codec(row_encoding), "replace").lstrip("\ufeff"),
+                                                 text_column)
+        header = Header(fields, "", 0)
+        text_index = fields.index(text_field)
+    else:
+        header, first = _read_header(first, blocks, row_encoding, newline, delimiter)
+        text_index = find_text_column(header.fields, text_column)
 
-    indexer = RangeIndexer(range_bytes, newline)
+    indexer = RangeIndexer(range_bytes, newline, quoting=not json_lines)
     # A few bytes that are not UTF-8 near the top must not make a UTF-8 file Windows-1252: the
     # pass sees every byte, so the whole file decides (only when the first 64 KiB said cp1252).
     tally = Utf8Tally() if encoding in ("cp1252", "latin-1") else None
@@ -192,7 +201,8 @@ def _index_input(
     if tally and tally.mostly_utf8():
         # UTF-8 after all: the rows with stray bytes fall back one by one, with a warning
         encoding = row_encoding = "utf-8"
-        header, _ = _read_header(first, iter(()), row_encoding, newline, header.delimiter)
+        if not json_lines:
+            header, _ = _read_header(first, iter(()), row_encoding, newline, header.delimiter)
     ranges = indexer.finish()
     if indexer.in_quotes:
         raise InputError(_unclosed_quote_reason(s3, indexed_source, ranges[-1], row_encoding))
@@ -204,7 +214,7 @@ def _index_input(
         **CHECKSUM,
         Bucket=work_bucket,
         Key=out_key,
-        ContentType=TSV_CONTENT_TYPE if header.delimiter == "\t" else CSV_CONTENT_TYPE,
+        ContentType=JSONL_CONTENT_TYPE if json_lines else TSV_CONTENT_TYPE if header.delimiter == "\t" else CSV_CONTENT_TYPE,
         Metadata={"execution": run_id, "input-version": version_token(source)},
     )["UploadId"]
     job = {
@@ -216,6 +226,7 @@ def _index_input(
         "text_column_index": text_index,
         "delimiter": header.delimiter,
         "preamble": header.preamble,
+        **({"format": "jsonl", "fields": header.fields, "text_field": header.fields[text_index]} if json_lines else {}),
         "result_key": out_key,
         "upload_id": upload_id,
         **({"label_set": label_set} if label_set else {}),
