@@ -6,7 +6,8 @@ with the stack's two versioned buckets, the state machine from the package's ASL
 a CloudFormation stack carrying the deployed stack's outputs (so `submit --stack` finds
 the buckets). The real handlers answer the state machine's Lambda invokes in-process (the
 local runner's LambdaRouter), and a trigger thread stands in for the S3 -> EventBridge
-rule: every new version of a `.csv` or `.tsv` object in the input bucket starts one execution with
+rule: every new version of an input file (`.csv`, `.tsv`, `.jsonl`, ..., contract.INPUT_SUFFIXES)
+in the input bucket starts one execution with
 the "Object Created" event EventBridge would send.
 """
 
@@ -180,7 +181,7 @@ def _deploy(endpoint: str, stack_name: str, concurrency: int) -> dict[str, str]:
 
 
 def _trigger_loop(stack: LocalStack, on_event: Callable[[str], None]) -> None:
-    """EventBridge's part: start one execution per new version of a .csv or .tsv upload (label sets
+    """EventBridge's part: start one execution per new version of an input file (label sets
     under labels/ and other files start nothing, as the deployed rule's key pattern says),
     and report how each ends."""
     import boto3
