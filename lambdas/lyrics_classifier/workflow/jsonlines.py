@@ -57,11 +57,11 @@ def classify_json_lines(data: bytes, classifier: Any, *, encoding: str, fields: 
     codec = row_codec(encoding)
     if first_line == 1 and data.startswith(codecs.BOM_UTF8):  # kept, as a CSV's is
         parsed.head, data = codecs.BOM_UTF8, data[len(codecs.BOM_UTF8):]
-    text = data.decode(codec, "surrogateescape")
-    for number, line in enumerate(text.split("\n"), first_line):
+    lines = data.decode(codec, "surrogateescape").split("\n")
+    for number, line in enumerate(lines, first_line):
         line = line.rstrip("\r")
         if not line.strip():
-            if number - first_line < text.count("\n"):  # not the empty tail after the last break
+            if number - first_line < len(lines) - 1:  # not the empty tail after the last break
                 parsed.blank_lines.append(number)
             continue
         lyrics = _lyrics(_object(line, number), text_field)
