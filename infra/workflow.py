@@ -141,20 +141,9 @@ class Workflow(Group):
         )
 
     def _trigger(self, settings: Settings, storage: Storage) -> None:
-        self.trigger_dlq = sqs.Queue(
-            self,
-            "TriggerDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        checkov_skip(self.trigger_dlq, "CKV_AWS_27", "The queue is encrypted at rest with SQS-managed "
-                     "keys (SSE-SQS); its messages are upload events (bucket, key), no lyrics.")
-        acknowledge(
-            self.trigger_dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the EventBridge trigger (uploads "
-            "whose execution could not be started); an alarm watches it.",
+        self.trigger_dlq = self._dead_letter_queue(
+            "TriggerDeadLetters", "upload events (bucket, key)",
+            "the EventBridge trigger (uploads whose execution could not be started)",
         )
         self.trigger = events.Rule(
             self,
@@ -178,24 +167,28 @@ class Workflow(Group):
             ],
         )
 
-    def _clean_up_uncaught_endings(self, functions: Functions) -> None:
-        """The ASL's Catch never sees an execution's own timeout, a StopExecution or a failure
-        inside ReportFailure: a rule on the execution status changes runs Cleanup, which writes
-        the failure report, aborts the upload and releases the claim (idempotently)."""
-        self.cleanup_dlq = sqs.Queue(
+    def _dead_letter_queue(self, construct_id: str, messages: str, of_what: str) -> sqs.Queue:
+        """An encrypted, TLS-only queue keeping 14 days of what `of_what` could not deliver."""
+        queue = sqs.Queue(
             self,
-            "CleanupDeadLetters",
+            construct_id,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        checkov_skip(self.cleanup_dlq, "CKV_AWS_27", "The queue is encrypted at rest with SQS-managed "
-                     "keys (SSE-SQS); its messages are execution status events (names, keys), no lyrics.")
-        acknowledge(
-            self.cleanup_dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the cleanup rule's target (execution "
-            "endings whose cleanup could not be delivered); an alarm watches it.",
+        checkov_skip(queue, "CKV_AWS_27", "The queue is encrypted at rest with SQS-managed "
+                     f"keys (SSE-SQS); its messages are {messages}, no lyrics.")
+        acknowledge(queue, "AwsSolutions-SQS3",
+                    f"This queue is itself the dead-letter queue of {of_what}; an alarm watches it.")
+        return queue
+
+    def _clean_up_uncaught_endings(self, functions: Functions) -> None:
+        """The ASL's Catch never sees an execution's own timeout, a StopExecution or a failure
+        inside ReportFailure: a rule on the execution status changes runs Cleanup, which writes
+        the failure report, aborts the upload and releases the claim (idempotently)."""
+        self.cleanup_dlq = self._dead_letter_queue(
+            "CleanupDeadLetters", "execution status events (names, keys)",
+            "the cleanup rule's target (execution endings whose cleanup could not be delivered)",
         )
         self.cleanup_rule = events.Rule(
             self,
