@@ -568,16 +568,22 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any] | None = No
         obj.update(size=head["ContentLength"], etag=head["ETag"].strip('"'), sequencer=f"{time.time_ns():X}")
         if head.get("VersionId"):
             obj["version-id"] = head["VersionId"]
+    return eventbridge_event("aws.s3", "Object Created", f"arn:aws:s3:::{bucket}",
+                             {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": "PutObject"})
+
+
+def eventbridge_event(source: str, detail_type: str, resource: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """An event as EventBridge delivers it: its envelope around `detail`."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
+        "detail-type": detail_type,
+        "source": source,
         "account": ACCOUNT,
         "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": "PutObject"},
+        "resources": [resource],
+        "detail": detail,
     }
 
 
@@ -612,29 +618,19 @@ def execution_status_event(described: dict[str, Any], status: str) -> dict[str, 
     def millis(value: Any) -> int | None:
         return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
 
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": ACCOUNT,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [described["executionArn"]],
-        "detail": {
-            "executionArn": described["executionArn"],
-            "stateMachineArn": described["stateMachineArn"],
-            "name": described["name"],
-            "status": status,
-            "startDate": millis(described.get("startDate")),
-            "stopDate": millis(described.get("stopDate")),
-            "input": described.get("input"),
-            "inputDetails": {"included": True},
-            "output": None,
-            "error": described.get("error"),
-            "cause": described.get("cause"),
-        },
-    }
+    return eventbridge_event("aws.states", "Step Functions Execution Status Change", described["executionArn"], {
+        "executionArn": described["executionArn"],
+        "stateMachineArn": described["stateMachineArn"],
+        "name": described["name"],
+        "status": status,
+        "startDate": millis(described.get("startDate")),
+        "stopDate": millis(described.get("stopDate")),
+        "input": described.get("input"),
+        "inputDetails": {"included": True},
+        "output": None,
+        "error": described.get("error"),
+        "cause": described.get("cause"),
+    })
 
 
 def clean_up_after(router: LambdaRouter, described: dict[str, Any], status: str) -> str | None:
