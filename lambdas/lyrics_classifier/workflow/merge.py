@@ -29,6 +29,12 @@ def _list_parts(s3: Any, bucket: str, key: str, upload_id: str) -> dict[int, dic
         marker = int(page["NextPartNumberMarker"])
 
 
+def _ranges_and_stats(s3: Any, bucket: str, run_id: str) -> tuple[list[dict[str, int]], list[dict[str, Any] | None]]:
+    """The manifest's ranges, and each one's stats (None: never classified)."""
+    items = get_json(s3, bucket, manifest_key(run_id))
+    return items, _read_all_stats(s3, bucket, run_id, items)
+
+
 def _read_all_stats(s3: Any, bucket: str, run_id: str, items: list[dict[str, int]]) -> list[dict[str, Any] | None]:
     def read(item: dict[str, int]) -> dict[str, Any] | None:
         try:
@@ -110,10 +116,9 @@ def merge_results(s3: Any, *, bucket: str, run_id: str, job: dict[str, Any] | No
     started = time.perf_counter()
     run = get_json(s3, bucket, run_info_key(run_id))
     job, source = job or run["job"], run["input"]
-    items = get_json(s3, bucket, manifest_key(run_id))
-    stats = _read_all_stats(s3, bucket, run_id, items)
     completed = completed_by(s3, job, run_id)
     if completed is not None:
+        items, stats = _ranges_and_stats(s3, bucket, run_id)
         return _finish(s3, run, job, verify_completed(items, stats, completed), started, completed_now=False)
     newer = superseded_by(s3, source)
     if newer:
@@ -132,6 +137,7 @@ def merge_results(s3: Any, *, bucket: str, run_id: str, job: dict[str, Any] | No
     reason = first_range_error(s3, bucket, run_id)
     if reason:  # a range refused its input: the run fails with that reason
         raise InputError(reason)
+    items, stats = _ranges_and_stats(s3, bucket, run_id)
     if len(items) > MAX_PARTS:  # Split plans fewer; a guard, not a path
         raise IncompleteRunError(f"{len(items)} ranges exceed S3's {MAX_PARTS:,} parts per upload")
     checked = verify_parts(items, stats, _list_parts(s3, bucket, job["result_key"], job["upload_id"]))
